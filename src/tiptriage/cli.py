@@ -1,0 +1,285 @@
+"""The ``tiptriage`` command. It parses arguments, calls ``pipeline``/``store``, and prints.
+
+``--json`` output is exactly one JSON document on stdout; progress and logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tiptriage import pipeline, synth
+from tiptriage.intake import Limits
+from tiptriage.intake.discover import FORMATS
+from tiptriage.model import Report
+from tiptriage.store import Store
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Triage CyberTipline-style reports: explainable, offline.")
+quarantine_app = typer.Typer(no_args_is_help=True, help="Submissions that could not be read, with their original bytes.")
+app.add_typer(quarantine_app, name="quarantine")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+
+def _store() -> Store:
+    return Store()
+
+
+def _emit_json(data: object) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _ingest(store: Store, paths: list[Path], fmt: str, limits: Limits, quiet: bool) -> pipeline.IngestResult:
+    progress = Progress(SpinnerColumn(), TextColumn("[bold]ingest"), TextColumn("{task.completed} submissions"),
+                        TextColumn("{task.fields[rate]}/s"), TimeElapsedColumn(), console=err, disable=quiet or not err.is_terminal)
+    start = time.perf_counter()
+    with progress:
+        task = progress.add_task("ingest", total=None, rate="0")
+
+        def tick(seen: int, _bytes: int) -> None:
+            rate = seen / max(time.perf_counter() - start, 1e-9)
+            progress.update(task, completed=seen, rate=f"{rate:,.0f}")
+
+        return pipeline.ingest(store, paths, fmt, limits, progress=tick)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files, folders or zips to read; folders are walked.")],
+    fmt: Annotated[str, typer.Option("--format", help="auto | cybertip-xml | cybertip-json | csv")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with the counts and errors.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit with status 1 if anything was quarantined.")] = False,
+    max_bytes: Annotated[int, typer.Option(help="Refuse documents larger than this many bytes.")] = Limits().max_document_bytes,
+) -> None:
+    """Read provider reports into the store; what cannot be read goes to quarantine, the batch goes on."""
+    if fmt not in FORMATS:
+        err.print(f"[red]unknown --format {fmt!r}[/]; use one of {', '.join(FORMATS)}")
+        raise typer.Exit(2)
+    store = _store()
+    start = time.perf_counter()
+    result = _ingest(store, paths, fmt, Limits(max_document_bytes=max_bytes), quiet=as_json)
+    elapsed = time.perf_counter() - start
+    if as_json:
+        _emit_json(result.as_json())
+    else:
+        out.print(f"accepted {result.accepted}, duplicates {result.duplicates}, quarantined {result.quarantined} in {elapsed:.1f}s")
+        for e in result.errors[:50]:
+            out.print(f"  [yellow]quarantined[/] {e['path']}: {e['reason']}", markup=True, highlight=False)
+        if len(result.errors) > 50:
+            out.print(f"  ... and {len(result.errors) - 50} more: tiptriage quarantine list")
+    if strict and result.quarantined:
+        raise typer.Exit(1)
+
+
+@app.command()
+def show(
+    report_id: Annotated[str, typer.Argument(help="The report id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The canonical model as JSON.")] = False,
+) -> None:
+    """Print a stored report as the canonical model."""
+    report = _store().get_report(report_id)
+    if report is None:
+        err.print(f"[red]no report {report_id!r}[/] in {os.environ.get('TIPTRIAGE_DATABASE_URL', 'sqlite:///tiptriage.db')}")
+        raise typer.Exit(1)
+    if as_json:
+        sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+        return
+    _print_report(report)
+
+
+def _print_report(r: Report) -> None:
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    rows: list[tuple[str, str | None]] = [
+        ("report", r.id), ("provider", r.provider), ("received", r.received_at.isoformat()),
+        ("incident type", r.incident_type.value), ("incident time", r.incident_datetime.isoformat()),
+        ("platform", r.platform), ("escalation", r.escalate_to_high_priority),
+        ("annotations", ", ".join(a.value for a in r.report_annotations) or None),
+        ("batched", r.batched_report_reason.value if r.batched_report_reason else None),
+        ("additional info", r.additional_info),
+    ]
+    for k, v in rows:
+        if v:
+            t.add_row(k, v)
+    for a in r.reported_people:
+        ident = " ".join(x for x in (a.esp_service, a.esp_identifier, a.screen_name) if x)
+        t.add_row("reported account", ident)
+        if a.person:
+            for e in a.person.emails:
+                t.add_row("  email", e.address + (" (verified)" if e.verified else ""))
+            for p in a.person.phones:
+                t.add_row("  phone", p.number + (" (verified)" if p.verified else ""))
+        for ev in a.ip_events:
+            t.add_row("  ip event", f"{ev.ip_address} {ev.event_name.value if ev.event_name else ''} {ev.date_time.isoformat() if ev.date_time else ''}")
+        if a.estimated_location:
+            loc = a.estimated_location
+            t.add_row("  est. location", ", ".join(x for x in (loc.city, loc.region, loc.country_code) if x))
+    for v in r.victims:
+        if v.person and v.person.age is not None:
+            t.add_row("victim age", str(v.person.age))
+    for f in r.files:
+        hashes = ", ".join(f"{h.hash_type.value}:{h.value[:16]}…" for h in f.hashes)
+        flags = ", ".join(a.value for a in f.annotations)
+        viewed = {True: "viewed by provider", False: "NOT viewed by provider", None: "viewing unknown"}[f.viewed_by_esp]
+        t.add_row("file", f"{f.file_id} · {viewed}" + (f" · {f.industry_classification.value}" if f.industry_classification else "") + (f" · {flags}" if flags else ""))
+        if hashes:
+            t.add_row("", hashes)
+    if r.source:
+        t.add_row("source", f"{r.source.format.value} {r.source.path} sha256:{r.source.sha256[:16]}…")
+    if r.unmapped:
+        t.add_row("unmapped", ", ".join(r.unmapped))
+    out.print(t)
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    show_all: Annotated[bool, typer.Option("--all", help="Include resolved entries.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List quarantined submissions with the reason each was refused."""
+    entries = _store().quarantine_entries(None if show_all else "open")
+    if as_json:
+        _emit_json([{"id": e.id, "path": e.path, "place": e.place, "rule": e.rule, "reason": e.reason, "status": e.status,
+                     "created_at": e.created_at.isoformat(), "resolved_report_id": e.resolved_report_id} for e in entries])
+        return
+    if not entries:
+        out.print("quarantine is empty")
+        return
+    t = Table("id", "status", "path", "place", "rule", "reason")
+    for e in entries:
+        t.add_row(str(e.id), e.status, e.path, e.place, e.rule, e.reason)
+    out.print(t)
+
+
+@quarantine_app.command("show")
+def quarantine_show(
+    entry_id: Annotated[int, typer.Argument(help="The quarantine entry id.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[Path | None, typer.Option(help="Write the original bytes into this folder.")] = None,
+) -> None:
+    """One quarantined submission: why, where, and its original documents (SHA-256, size)."""
+    store = _store()
+    e = store.quarantine_entry(entry_id)
+    if e is None:
+        err.print(f"[red]no quarantine entry {entry_id}[/]")
+        raise typer.Exit(1)
+    sizes = store.original_sizes(e.digest)
+    if save is not None:
+        save.mkdir(parents=True, exist_ok=True)
+        for name, data in store.original_documents(e.digest):
+            (save / Path(name).name).write_bytes(data)
+    if as_json:
+        _emit_json({"id": e.id, "path": e.path, "place": e.place, "rule": e.rule, "reason": e.reason, "status": e.status,
+                    "digest": e.digest, "format": e.format, "documents": [{"name": n, "size": s} for n, s in sizes]})
+        return
+    out.print(f"[bold]entry {e.id}[/] ({e.status}) {e.format}\n  path:   {e.path}\n  place:  {e.place}\n  rule:   {e.rule}\n  reason: {e.reason}\n  digest: {e.digest}")
+    for n, s in sizes:
+        out.print(f"  original document {n}: {s} bytes")
+
+
+@quarantine_app.command("retry")
+def quarantine_retry(
+    entry_ids: Annotated[list[int] | None, typer.Argument(help="Entry ids; all open entries when none are given.")] = None,
+    max_bytes: Annotated[int, typer.Option(help="Refuse documents larger than this many bytes.")] = Limits().max_document_bytes,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Read quarantined submissions again from their original bytes (e.g. after an alias was added)."""
+    res = pipeline.retry_quarantine(_store(), entry_ids or None, Limits(max_document_bytes=max_bytes))
+    if as_json:
+        _emit_json({"resolved": [{"id": i, "report_id": r} for i, r in res.resolved],
+                    "failing": [{"id": i, "reason": str(e)} for i, e in res.failing]})
+        return
+    for i, rid in res.resolved:
+        out.print(f"entry {i}: stored as report {rid}")
+    for i, e in res.failing:
+        out.print(f"entry {i}: still refused: {e}", highlight=False)
+
+
+@app.command()
+def generate(
+    reports: Annotated[int, typer.Option("--reports", help="How many reports.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data.")] = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("synthetic"),
+    fmt: Annotated[str, typer.Option("--format", help="xml | json | csv")] = "xml",
+) -> None:
+    """Write synthetic submissions with planted ground truth (truth.json). Neutral placeholders only."""
+    if fmt not in synth.FORMATS:
+        err.print(f"[red]unknown --format {fmt!r}[/]; use one of {', '.join(synth.FORMATS)}")
+        raise typer.Exit(2)
+    with err.status(f"generating {reports} reports"):
+        data = synth.generate(reports, seed)
+        subs = synth.write(data, out_dir, fmt)
+    out.print(f"wrote {len(data.reports)} reports to {subs} and ground truth to {out_dir / 'truth.json'}")
+
+
+HOSTILE_DEMO = {
+    "entity-expansion.xml": b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]><report>&b;</report>',
+    "unknown-incident-type.xml": b'<?xml version="1.0" encoding="UTF-8"?><report><incidentSummary><incidentType>Something Else</incidentType>'
+    b"<incidentDateTime>2026-10-01T08:00:00Z</incidentDateTime></incidentSummary></report>",
+    "truncated.xml": b'<?xml version="1.0" encoding="UTF-8"?><report><incidentSummary><incidentType>Child Sex Tourism</incident',
+}
+
+
+@app.command()
+def demo(
+    reports: Annotated[int, typer.Option("--reports", help="How many synthetic reports.")] = 2000,
+    out_dir: Annotated[Path, typer.Option("--out", help="Demo folder; it gets its own database.")] = Path("demo"),
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """Generate synthetic data, run everything built so far on it, and show what happened."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    db_url = f"sqlite:///{out_dir / 'tiptriage.db'}"
+    out.rule("[bold]tiptriage demo")
+    with err.status(f"generating {reports} synthetic reports"):
+        data = synth.generate(reports, seed)
+        subs = synth.write(data, out_dir, "xml")
+        hostile = subs / "_hostile"
+        hostile.mkdir()
+        for name, content in HOSTILE_DEMO.items():
+            (hostile / name).write_bytes(content)
+    out.print(f"1. generated {len(data.reports)} synthetic submissions (ESP XML) in {subs}, plus {len(HOSTILE_DEMO)} broken or hostile ones")
+    classes = ", ".join(f"{k} {v}" for k, v in sorted(data.truth["classes"].items(), key=lambda kv: -kv[1]))
+    out.print(f"   planted classes: {classes}")
+    store = Store(db_url)
+    start = time.perf_counter()
+    result = _ingest(store, [subs], "auto", Limits(), quiet=False)
+    secs = time.perf_counter() - start
+    out.print(f"2. ingested into {db_url}: accepted {result.accepted}, duplicates {result.duplicates}, "
+              f"quarantined {result.quarantined} in {secs:.1f}s ({result.accepted / max(secs, 1e-9):,.0f} reports/s)")
+    for e in result.errors:
+        out.print(f"   quarantined {e['path']}: {e['reason']}", highlight=False)
+    again = pipeline.ingest(store, [subs], "auto", Limits())
+    out.print(f"3. ingested the same folder again: accepted {again.accepted}, duplicates {again.duplicates} (nothing stored twice)")
+    counts = store.incident_type_counts()
+    t = Table("incident type", "reports", title="stored reports by incident type")
+    for k, v in sorted(counts.items(), key=lambda kv: -kv[1]):
+        t.add_row(k, str(v))
+    out.print(t)
+    example = next(rid for rid, tr in data.truth["reports"].items() if tr["class"] == "imminent_danger") if data.truth["classes"].get("imminent_danger") else data.reports[0].id
+    out.rule("next")
+    out.print("Try these on the demo database:", highlight=False)
+    out.print(f"  export TIPTRIAGE_DATABASE_URL={db_url}", highlight=False)
+    out.print(f"  tiptriage show {example}", highlight=False)
+    out.print(f"  tiptriage show {example} --json", highlight=False)
+    out.print("  tiptriage quarantine list", highlight=False)
+    out.print("  tiptriage quarantine show 1", highlight=False)
+    out.print(f"  tiptriage ingest {subs} --json", highlight=False)
+    store.dispose()
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,55 @@
+"""The canonical domain model. Imports nothing else from tiptriage."""
+
+from tiptriage.model.aliases import UnknownEnumValue, resolve
+from tiptriage.model.enums import (
+    AssociatedAccountType,
+    BatchedReportReason,
+    DetailsType,
+    EventName,
+    FileAnnotation,
+    FileRelevance,
+    HashType,
+    IncidentType,
+    IndustryClassification,
+    ReportAnnotation,
+    SourceFormat,
+)
+from tiptriage.model.report import (
+    Account,
+    Address,
+    AssociatedAccount,
+    CellPhoneIncident,
+    ChatImIncident,
+    DeviceId,
+    Email,
+    EmailIncident,
+    EstimatedLocation,
+    FileHash,
+    InternetDetail,
+    IpCaptureEvent,
+    LawEnforcement,
+    NameValue,
+    NewsgroupIncident,
+    NonInternetIncident,
+    OnlineGamingIncident,
+    Peer2PeerIncident,
+    Person,
+    Phone,
+    Report,
+    ReportedFile,
+    Reporter,
+    Source,
+    SourceDocument,
+    Victim,
+    WebPageIncident,
+)
+
+__all__ = [
+    "Account", "Address", "AssociatedAccount", "AssociatedAccountType", "BatchedReportReason",
+    "CellPhoneIncident", "ChatImIncident", "DetailsType", "DeviceId", "Email", "EmailIncident",
+    "EstimatedLocation", "EventName", "FileAnnotation", "FileHash", "FileRelevance", "HashType",
+    "IncidentType", "IndustryClassification", "InternetDetail", "IpCaptureEvent", "LawEnforcement",
+    "NameValue", "NewsgroupIncident", "NonInternetIncident", "OnlineGamingIncident", "Peer2PeerIncident",
+    "Person", "Phone", "Report", "ReportAnnotation", "ReportedFile", "Reporter", "Source",
+    "SourceDocument", "SourceFormat", "UnknownEnumValue", "Victim", "WebPageIncident", "resolve",
+]
