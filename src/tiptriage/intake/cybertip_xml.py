@@ -3,7 +3,8 @@
 Element names and order follow ../shared/reference/cybertipline/ELEMENTS.md. Values outside the
 enumerations are refused (aliases from published clients resolve through the alias table); dates
 must carry a time zone; incidentType and incidentDateTime are required. Elements with no place in
-the model are listed in ``Report.unmapped`` rather than dropped.
+the model are listed in ``Report.unmapped`` rather than dropped. The XML names no provider (the
+provider is whoever was authenticated to submit it), so ``Report.provider`` stays empty here.
 """
 
 from __future__ import annotations

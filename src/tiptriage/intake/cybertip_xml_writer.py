@@ -286,16 +286,18 @@ def file_details_xml(report_id: str, f: ReportedFile) -> bytes:
             pair = SubElement(de, "nameValuePair")
             _add(pair, "name", h.name if h.hash_type is HashType.OTHER and h.name else h.hash_type.value)
             _add(pair, "value", h.value)
-    for kind in ("EXIF", "HASH", None):
-        group = [d for d in f.details if (d.type.value if d.type else None) == kind]
-        if group:
-            de = SubElement(root, "details")
+    # consecutive details of one type share a <details> element, so their order survives a round trip
+    group_el: Element | None = None
+    group_kind: object = object()
+    for d in f.details:
+        kind = d.type.value if d.type else None
+        if group_el is None or kind != group_kind:
+            group_el, group_kind = SubElement(root, "details"), kind
             if kind:
-                de.set("type", kind)
-            for d in group:
-                pair = SubElement(de, "nameValuePair")
-                _add(pair, "name", d.name)
-                _add(pair, "value", d.value)
+                group_el.set("type", kind)
+        pair = SubElement(group_el, "nameValuePair")
+        _add(pair, "name", d.name)
+        _add(pair, "value", d.value)
     for info in f.additional_info:
         _add(root, "additionalInfo", info)
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + tostring(root, encoding="utf-8", xml_declaration=False)

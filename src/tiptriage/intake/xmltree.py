@@ -27,7 +27,7 @@ _FALSE = {"false", "0", "no"}
 
 
 def local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
+    return tag[tag.index("}") + 1 :] if tag[:1] == "{" else tag
 
 
 def parse(data: bytes, path: str, limits: Limits) -> Element:
@@ -73,15 +73,19 @@ class Node:
         self.file = file
         self.unmapped = unmapped
         self._used: set[int] = set()
+        self._index: dict[str, list[int]] | None = None
 
     def error(self, rule: str, reason: str, child: str | None = None) -> IntakeError:
         return IntakeError(self.file, f"{self.path}/{child}" if child else self.path, rule, reason)
 
     def children(self, name: str) -> Iterator[Node]:
-        for i, c in enumerate(self.el):
-            if local(c.tag) == name:
-                self._used.add(i)
-                yield Node(c, f"{self.path}/{name}", self.file, self.unmapped)
+        if self._index is None:
+            self._index = {}
+            for i, c in enumerate(self.el):
+                self._index.setdefault(local(c.tag), []).append(i)
+        for i in self._index.get(name, ()):
+            self._used.add(i)
+            yield Node(self.el[i], f"{self.path}/{name}", self.file, self.unmapped)
 
     def child(self, name: str) -> Node | None:
         return next(self.children(name), None)

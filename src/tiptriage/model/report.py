@@ -272,6 +272,14 @@ class ReportedFile(Model):
     def _unique_sorted(cls, v: list[FileAnnotation]) -> list[FileAnnotation]:
         return sorted(set(v), key=lambda a: a.value)
 
+    @field_validator("hashes")
+    @classmethod
+    def _canonical_hashes(cls, v: list[FileHash]) -> list[FileHash]:
+        # a file's hashes are a set: one canonical order makes equal files compare equal
+        order = list(HashType)
+        unique = {(h.hash_type, h.value, h.name): h for h in v}
+        return [unique[k] for k in sorted(unique, key=lambda k: (order.index(k[0]), k[1], k[2] or ""))]
+
     def hash_of(self, hash_type: HashType) -> str | None:
         return next((h.value for h in self.hashes if h.hash_type is hash_type), None)
 

@@ -20,7 +20,8 @@ def existing(conn: sa.Connection, shas: set[str]) -> set[str]:
 
 def put_many(conn: sa.Connection, items: dict[str, bytes]) -> None:
     """Store byte strings not yet present (keyed by their SHA-256)."""
-    new = {k: v for k, v in items.items() if k not in existing(conn, set(items))}
+    have = existing(conn, set(items))
+    new = {k: v for k, v in items.items() if k not in have}
     if not new:
         return
     conn.execute(

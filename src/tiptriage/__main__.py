@@ -1,0 +1,3 @@
+from tiptriage.cli import app
+
+app()
