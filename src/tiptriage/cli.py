@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tiptriage import pipeline, synth
@@ -126,9 +126,9 @@ def _print_report(r: Report) -> None:
         if a.estimated_location:
             loc = a.estimated_location
             t.add_row("  est. location", ", ".join(x for x in (loc.city, loc.region, loc.country_code) if x))
-    for v in r.victims:
-        if v.person and v.person.age is not None:
-            t.add_row("victim age", str(v.person.age))
+    for victim in r.victims:
+        if victim.person and victim.person.age is not None:
+            t.add_row("victim age", str(victim.person.age))
     for f in r.files:
         hashes = ", ".join(f"{h.hash_type.value}:{h.value[:16]}…" for h in f.hashes)
         flags = ", ".join(a.value for a in f.annotations)

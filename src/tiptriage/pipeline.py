@@ -90,9 +90,9 @@ def ingest(
                 refused.append((sub, err))
         conflicts = store.save_batch(accepted, refused, received_at)
         result.accepted += len(accepted) - len(conflicts)
-        for _, err in refused + conflicts:
+        for _, refusal in refused + conflicts:
             result.quarantined += 1
-            result.errors.append(_error_entry(err))
+            result.errors.append(_error_entry(refusal))
         if progress:
             progress(seen, seen_bytes)
     return result

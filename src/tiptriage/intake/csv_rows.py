@@ -67,12 +67,7 @@ from tiptriage.model import (
     resolve,
 )
 
-COLUMNS = (
-    "report_id provider received_at incident_type incident_datetime incident_datetime_description platform "
-    "escalate_to_high_priority report_annotations additional_info esp_service esp_identifier screen_name "
-    "display_name email phone ip_address ip_datetime country_code region city prior_report_ids victim_age "
-    "file_id file_md5 file_sha1 file_sha256 file_pdq file_viewed_by_esp file_annotations"
-).split()
+COLUMNS = ["report_id", "provider", "received_at", "incident_type", "incident_datetime", "incident_datetime_description", "platform", "escalate_to_high_priority", "report_annotations", "additional_info", "esp_service", "esp_identifier", "screen_name", "display_name", "email", "phone", "ip_address", "ip_datetime", "country_code", "region", "city", "prior_report_ids", "victim_age", "file_id", "file_md5", "file_sha1", "file_sha256", "file_pdq", "file_viewed_by_esp", "file_annotations"]
 _FILE_HASHES = {"file_md5": HashType.MD5, "file_sha1": HashType.SHA1, "file_sha256": HashType.SHA256, "file_pdq": HashType.PDQ}
 
 
@@ -114,14 +109,13 @@ def iter_csv_rows(path: Path, limits: Limits) -> Iterator[Submission]:
         raw.clear()
         while True:
             start = line_no + 1
+            err: IntakeError | None = None
             try:
                 row = next(reader)
             except StopIteration:
                 return
             except csv.Error as exc:
                 row, err = [], IntakeError(f"{path}:{start}", f"line {start}", "csv", str(exc))
-            else:
-                err = None
             data = b"".join(raw)
             raw.clear()
             if not row and err is None:
@@ -257,8 +251,8 @@ def read_submission(sub: Submission, received_at: datetime, limits: Limits) -> R
         )
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = "/".join(str(p) for p in first["loc"])
-        raise IntakeError(where, f"line {sub.line}", "model", f"{loc}: {first['msg']}") from None
+        field = "/".join(str(p) for p in first["loc"])
+        raise IntakeError(where, f"line {sub.line}", "model", f"{field}: {first['msg']}") from None
     except ValueError as exc:
         raise IntakeError(where, f"line {sub.line}", "value", str(exc)) from None
 

@@ -85,10 +85,10 @@ def _ip_event(n: Node) -> IpCaptureEvent:
         n,
         IpCaptureEvent,
         ip_address=n.require("ipAddress").text or "",
-        port=n.int("port"),
+        port=n.integer("port"),
         event_name=n.enum("eventName", EventName),
-        date_time=n.datetime("dateTime"),
-        possible_proxy=n.bool("possibleProxy"),
+        date_time=n.timestamp("dateTime"),
+        possible_proxy=n.boolean("possibleProxy"),
     )
     n.finish()
     assert isinstance(ev, IpCaptureEvent)
@@ -99,10 +99,10 @@ def _device(n: Node) -> DeviceId:
     d = _build(
         n,
         DeviceId,
-        id_type=n.str("idType"),
+        id_type=n.string("idType"),
         id_value=n.require("idValue").text or "",
         event_name=n.enum("eventName", EventName),
-        date_time=n.datetime("dateTime"),
+        date_time=n.timestamp("dateTime"),
     )
     n.finish()
     assert isinstance(d, DeviceId)
@@ -112,12 +112,12 @@ def _device(n: Node) -> DeviceId:
 def _address(n: Node) -> Address:
     a = Address(
         type=n.attr("type"),
-        address=n.str("address"),
-        city=n.str("city"),
-        zip_code=n.str("zipCode"),
-        state=n.str("state"),
-        non_usa_state=n.str("nonUsaState"),
-        country=n.str("country"),
+        address=n.string("address"),
+        city=n.string("city"),
+        zip_code=n.string("zipCode"),
+        state=n.string("state"),
+        non_usa_state=n.string("nonUsaState"),
+        country=n.string("country"),
     )
     n.finish()
     return a
@@ -139,14 +139,14 @@ def _person(n: Node) -> Person:
     p = _build(
         n,
         Person,
-        first_name=n.str("firstName"),
-        last_name=n.str("lastName"),
+        first_name=n.string("firstName"),
+        last_name=n.string("lastName"),
         phones=phones,
         emails=emails,
         addresses=[_address(a) for a in n.children("address")],
-        age=n.int("age"),
-        age_assertion_discrepancy=n.bool("ageAssertionDiscrepancy"),
-        date_of_birth=n.date("dateOfBirth"),
+        age=n.integer("age"),
+        age_assertion_discrepancy=n.boolean("ageAssertionDiscrepancy"),
+        date_of_birth=n.day("dateOfBirth"),
     )
     n.finish()
     assert isinstance(p, Person)
@@ -155,9 +155,9 @@ def _person(n: Node) -> Person:
 
 def _location(n: Node) -> EstimatedLocation:
     loc = EstimatedLocation(
-        city=n.str("city"),
-        region=n.str("region"),
-        country_code=n.str("countryCode"),
+        city=n.string("city"),
+        region=n.string("region"),
+        country_code=n.string("countryCode"),
         verified=n.bool_attr("verified"),
         timestamp=n.datetime_value(n.attr("timestamp"), "@timestamp"),
     )
@@ -169,12 +169,12 @@ def _associated(n: Node) -> AssociatedAccount:
     a = AssociatedAccount(
         account_type=n.enum_value(AssociatedAccountType, n.attr("accountType"), "@accountType"),
         third_party_user=n.bool_attr("thirdPartyUser"),
-        esp_identifier=n.str("espIdentifier"),
-        esp_service=n.str("espService"),
-        screen_name=n.str("screenName"),
-        display_names=n.strs("displayName"),
-        profile_urls=n.strs("profileUrl"),
-        additional_info=n.str("additionalInfo"),
+        esp_identifier=n.string("espIdentifier"),
+        esp_service=n.string("espService"),
+        screen_name=n.string("screenName"),
+        display_names=n.strings("displayName"),
+        profile_urls=n.strings("profileUrl"),
+        additional_info=n.string("additionalInfo"),
     )
     n.finish()
     return a
@@ -185,25 +185,25 @@ def _account_fields(n: Node, person_element: str) -> dict[str, object]:
     loc = n.child("estimatedLocation")
     return {
         "person": _person(pn) if pn is not None else None,
-        "vehicle_description": n.str("vehicleDescription"),
-        "esp_identifier": n.str("espIdentifier"),
-        "esp_service": n.str("espService"),
-        "compromised_account": n.bool("compromisedAccount"),
-        "screen_name": n.str("screenName"),
-        "display_names": n.strs("displayName"),
-        "profile_urls": n.strs("profileUrl"),
-        "profile_bio": n.str("profileBio"),
+        "vehicle_description": n.string("vehicleDescription"),
+        "esp_identifier": n.string("espIdentifier"),
+        "esp_service": n.string("espService"),
+        "compromised_account": n.boolean("compromisedAccount"),
+        "screen_name": n.string("screenName"),
+        "display_names": n.strings("displayName"),
+        "profile_urls": n.strings("profileUrl"),
+        "profile_bio": n.string("profileBio"),
         "ip_events": [_ip_event(c) for c in n.children("ipCaptureEvent")],
         "device_ids": [_device(c) for c in n.children("deviceId")],
-        "third_party_user_reported": n.bool("thirdPartyUserReported"),
-        "prior_report_ids": n.strs("priorCTReports"),
-        "group_identifier": n.str("groupIdentifier"),
-        "account_temporarily_disabled": n.bool("accountTemporarilyDisabled"),
-        "account_permanently_disabled": n.bool("accountPermanentlyDisabled"),
+        "third_party_user_reported": n.boolean("thirdPartyUserReported"),
+        "prior_report_ids": n.strings("priorCTReports"),
+        "group_identifier": n.string("groupIdentifier"),
+        "account_temporarily_disabled": n.boolean("accountTemporarilyDisabled"),
+        "account_permanently_disabled": n.boolean("accountPermanentlyDisabled"),
         "estimated_location": _location(loc) if loc is not None else None,
-        "all_emails_reported": n.bool("allEmailsReported"),
+        "all_emails_reported": n.boolean("allEmailsReported"),
         "associated_accounts": [_associated(c) for c in n.children("associatedAccount")],
-        "additional_info": n.str("additionalInfo"),
+        "additional_info": n.string("additionalInfo"),
     }
 
 
@@ -215,7 +215,7 @@ def _account(n: Node, person_element: str) -> Account:
 
 
 def _victim(n: Node) -> Victim:
-    v = _build(n, Victim, school_name=n.str("schoolName"), **_account_fields(n, "victimPerson"))
+    v = _build(n, Victim, school_name=n.string("schoolName"), **_account_fields(n, "victimPerson"))
     n.finish()
     assert isinstance(v, Victim)
     return v
@@ -229,23 +229,23 @@ def _internet_detail(n: Node) -> InternetDetail:
     (c,) = list(n.children(kind))
     detail: InternetDetail
     if kind == "webPageIncident":
-        detail = WebPageIncident(urls=c.strs("url"), third_party_hosted_content=c.bool_attr("thirdPartyHostedContent"), additional_info=c.str("additionalInfo"))
+        detail = WebPageIncident(urls=c.strings("url"), third_party_hosted_content=c.bool_attr("thirdPartyHostedContent"), additional_info=c.string("additionalInfo"))
     elif kind == "emailIncident":
-        detail = EmailIncident(email_addresses=c.strs("emailAddress"), content=c.str("content"), additional_info=c.str("additionalInfo"))
+        detail = EmailIncident(email_addresses=c.strings("emailAddress"), content=c.string("content"), additional_info=c.string("additionalInfo"))
     elif kind == "newsgroupIncident":
-        detail = NewsgroupIncident(name=c.str("name"), email_addresses=c.strs("emailAddress"), content=c.str("content"), additional_info=c.str("additionalInfo"))
+        detail = NewsgroupIncident(name=c.string("name"), email_addresses=c.strings("emailAddress"), content=c.string("content"), additional_info=c.string("additionalInfo"))
     elif kind == "chatImIncident":
-        detail = ChatImIncident(chat_client=c.str("chatClient"), chat_room_name=c.str("chatRoomName"), content=c.str("content"), additional_info=c.str("additionalInfo"))
+        detail = ChatImIncident(chat_client=c.string("chatClient"), chat_room_name=c.string("chatRoomName"), content=c.string("content"), additional_info=c.string("additionalInfo"))
     elif kind == "onlineGamingIncident":
-        detail = OnlineGamingIncident(game_name=c.str("gameName"), console=c.str("console"), content=c.str("content"), additional_info=c.str("additionalInfo"))
+        detail = OnlineGamingIncident(game_name=c.string("gameName"), console=c.string("console"), content=c.string("content"), additional_info=c.string("additionalInfo"))
     elif kind == "cellPhoneIncident":
-        built = _build(c, CellPhoneIncident, phone_number=c.str("phoneNumber"), latitude=c.float("latitude"), longitude=c.float("longitude"), additional_info=c.str("additionalInfo"))
+        built = _build(c, CellPhoneIncident, phone_number=c.string("phoneNumber"), latitude=c.number("latitude"), longitude=c.number("longitude"), additional_info=c.string("additionalInfo"))
         assert isinstance(built, CellPhoneIncident)
         detail = built
     elif kind == "nonInternetIncident":
-        detail = NonInternetIncident(location_name=c.str("locationName"), incident_addresses=[_address(a) for a in c.children("incidentAddress")], additional_info=c.str("additionalInfo"))
+        detail = NonInternetIncident(location_name=c.string("locationName"), incident_addresses=[_address(a) for a in c.children("incidentAddress")], additional_info=c.string("additionalInfo"))
     elif kind == "peer2peerIncident":
-        detail = Peer2PeerIncident(client=c.str("client"), ip_events=[_ip_event(e) for e in c.children("ipCaptureEvent")], file_names=c.str("fileNames"), additional_info=c.str("additionalInfo"))
+        detail = Peer2PeerIncident(client=c.string("client"), ip_events=[_ip_event(e) for e in c.children("ipCaptureEvent")], file_names=c.string("fileNames"), additional_info=c.string("additionalInfo"))
     else:
         raise n.error("enumeration", f"unknown incident element <{kind}>", kind)
     c.finish()
@@ -258,9 +258,9 @@ def _reporter(n: Node) -> Reporter:
     r = Reporter(
         reporting_person=_person(rp) if rp is not None else None,
         contact_person=_person(cp) if cp is not None else None,
-        company_template=n.str("companyTemplate"),
-        terms_of_service=n.str("termsOfService"),
-        legal_url=n.str("legalURL"),
+        company_template=n.string("companyTemplate"),
+        terms_of_service=n.string("termsOfService"),
+        legal_url=n.string("legalURL"),
     )
     n.finish()
     return r
@@ -270,12 +270,12 @@ def _law_enforcement(n: Node) -> LawEnforcement:
     oc = n.child("officerContact")
     le = LawEnforcement(
         flea_country=n.attr("fleaCountry"),
-        agency_name=n.str("agencyName"),
-        case_number=n.str("caseNumber"),
+        agency_name=n.string("agencyName"),
+        case_number=n.string("caseNumber"),
         officer_contact=_person(oc) if oc is not None else None,
-        reported_to_le=n.bool("reportedToLe"),
-        served_legal_process_domestic=n.bool("servedLegalProcessDomestic"),
-        served_legal_process_international=n.bool("servedLegalProcessInternational"),
+        reported_to_le=n.boolean("reportedToLe"),
+        served_legal_process_domestic=n.boolean("servedLegalProcessDomestic"),
+        served_legal_process_international=n.boolean("servedLegalProcessInternational"),
     )
     n.finish()
     return le
@@ -297,11 +297,11 @@ def read_report(root: Node, report_id: str, received_at: datetime) -> Report:
         "id": report_id,
         "received_at": received_at,
         "incident_type": incident_type,
-        "platform": summary.str("platform"),
-        "escalate_to_high_priority": summary.str("escalateToHighPriority"),
+        "platform": summary.string("platform"),
+        "escalate_to_high_priority": summary.string("escalateToHighPriority"),
         "report_annotations": annotations,
         "incident_datetime": incident_time,
-        "incident_datetime_description": summary.str("incidentDateTimeDescription"),
+        "incident_datetime_description": summary.string("incidentDateTimeDescription"),
         "batched_report_reason": batched.enum_value(BatchedReportReason, batched.attr("reason") or "VIRAL_POTENTIAL_MEME", "@reason") if batched is not None else None,
         "internet_details": [_internet_detail(c) for c in root.children("internetDetails")],
         "law_enforcement": _law_enforcement(le) if le is not None else None,
@@ -309,7 +309,7 @@ def read_report(root: Node, report_id: str, received_at: datetime) -> Report:
         "reported_people": [_account(person, "personOrUserReportedPerson")] if person is not None else [],
         "intended_recipients": [_account(c, "intendedRecipientPerson") for c in root.children("intendedRecipient")],
         "victims": [_victim(c) for c in root.children("victim")],
-        "additional_info": root.str("additionalInfo"),
+        "additional_info": root.string("additionalInfo"),
     }
     summary.finish()
     root.finish()
@@ -352,12 +352,12 @@ def read_file_details(root: Node) -> tuple[str, ReportedFile]:
         root,
         ReportedFile,
         file_id=file_id,
-        original_file_name=root.str("originalFileName"),
-        uploaded_at=root.datetime("uploadedToEspTimestamp"),
-        location_of_file=root.str("locationOfFile"),
-        viewed_by_esp=root.bool("fileViewedByEsp"),
-        exif_viewed_by_esp=root.bool("exifViewedByEsp"),
-        publicly_available=root.bool("publiclyAvailable"),
+        original_file_name=root.string("originalFileName"),
+        uploaded_at=root.timestamp("uploadedToEspTimestamp"),
+        location_of_file=root.string("locationOfFile"),
+        viewed_by_esp=root.boolean("fileViewedByEsp"),
+        exif_viewed_by_esp=root.boolean("exifViewedByEsp"),
+        publicly_available=root.boolean("publiclyAvailable"),
         relevance=root.enum("fileRelevance", FileRelevance),
         annotations=ann.flags(FileAnnotation) if ann is not None else [],
         industry_classification=root.enum("industryClassification", IndustryClassification),
@@ -365,7 +365,7 @@ def read_file_details(root: Node) -> tuple[str, ReportedFile]:
         ip_event=_ip_event(ip) if ip is not None else None,
         device_ids=[_device(c) for c in root.children("deviceId")],
         details=details,
-        additional_info=root.strs("additionalInfo"),
+        additional_info=root.strings("additionalInfo"),
     )
     root.finish()
     assert isinstance(f, ReportedFile)

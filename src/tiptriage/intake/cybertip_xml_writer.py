@@ -58,6 +58,11 @@ def _attrs(el: Element, **attrs: object) -> None:
             el.set(k, _fmt(v))
 
 
+def _document(root: Element) -> bytes:
+    body: bytes = tostring(root, encoding="utf-8", xml_declaration=False)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body
+
+
 def _ip(parent: Element, ev: IpCaptureEvent) -> None:
     el = SubElement(parent, "ipCaptureEvent")
     _add(el, "ipAddress", ev.ip_address)
@@ -241,14 +246,14 @@ def report_xml(report: Report) -> bytes:
         _add(el, "legalURL", rep.legal_url)
     if len(report.reported_people) > 1:
         raise ValueError("ESP XML carries one personOrUserReported per report")
-    for a in report.reported_people:
-        _account(root, "personOrUserReported", "personOrUserReportedPerson", a)
-    for a in report.intended_recipients:
-        _account(root, "intendedRecipient", "intendedRecipientPerson", a)
+    for acc in report.reported_people:
+        _account(root, "personOrUserReported", "personOrUserReportedPerson", acc)
+    for acc in report.intended_recipients:
+        _account(root, "intendedRecipient", "intendedRecipientPerson", acc)
     for v in report.victims:
         _account(root, "victim", "victimPerson", v)
     _add(root, "additionalInfo", report.additional_info)
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + tostring(root, encoding="utf-8", xml_declaration=False)
+    return _document(root)
 
 
 def file_details_xml(report_id: str, f: ReportedFile) -> bytes:
@@ -289,18 +294,18 @@ def file_details_xml(report_id: str, f: ReportedFile) -> bytes:
     # consecutive details of one type share a <details> element, so their order survives a round trip
     group_el: Element | None = None
     group_kind: object = object()
-    for d in f.details:
-        kind = d.type.value if d.type else None
+    for nv in f.details:
+        kind = nv.type.value if nv.type else None
         if group_el is None or kind != group_kind:
             group_el, group_kind = SubElement(root, "details"), kind
             if kind:
                 group_el.set("type", kind)
         pair = SubElement(group_el, "nameValuePair")
-        _add(pair, "name", d.name)
-        _add(pair, "value", d.value)
+        _add(pair, "name", nv.name)
+        _add(pair, "value", nv.value)
     for info in f.additional_info:
         _add(root, "additionalInfo", info)
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + tostring(root, encoding="utf-8", xml_declaration=False)
+    return _document(root)
 
 
 def write_submission(report: Report, folder: Path) -> Path:

@@ -98,7 +98,7 @@ def _xml_zip(path: Path, limits: Limits) -> Submission:
                 raise IntakeError(str(path), "-", "report-xml", f"a submission zip must hold exactly one report.xml, found {len(report)}")
             prefix = report[0][: -len("report.xml")]
             docs = []
-            for name in [report[0]] + sorted(n for n in by_name if n != report[0] and n.lower().endswith(".xml") and n.startswith(prefix)):
+            for name in [report[0], *sorted(n for n in by_name if n != report[0] and n.lower().endswith(".xml") and n.startswith(prefix))]:
                 with z.open(by_name[name]) as member:
                     content = member.read(limits.max_document_bytes + 1)
                 if len(content) > limits.max_document_bytes:

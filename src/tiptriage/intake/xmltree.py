@@ -105,15 +105,15 @@ class Node:
         v = self.el.get(name)
         return v.strip() if v is not None and v.strip() else None
 
-    def str(self, name: str) -> str | None:
+    def string(self, name: str) -> str | None:
         c = self.child(name)
         return c.text if c is not None else None
 
-    def strs(self, name: str) -> list[str]:
+    def strings(self, name: str) -> list[str]:
         return [t for c in self.children(name) if (t := c.text)]
 
-    def int(self, name: str) -> int | None:
-        v = self.str(name)
+    def integer(self, name: str) -> int | None:
+        v = self.string(name)
         if v is None:
             return None
         try:
@@ -121,8 +121,8 @@ class Node:
         except ValueError:
             raise self.error("integer", f"{v[:60]!r} is not an integer", name) from None
 
-    def float(self, name: str) -> float | None:
-        v = self.str(name)
+    def number(self, name: str) -> float | None:
+        v = self.string(name)
         if v is None:
             return None
         try:
@@ -140,8 +140,8 @@ class Node:
             return False
         raise self.error("boolean", f"{v[:60]!r} is not true or false", where)
 
-    def bool(self, name: str) -> bool | None:
-        return self.bool_value(self.str(name), name)
+    def boolean(self, name: str) -> bool | None:
+        return self.bool_value(self.string(name), name)
 
     def bool_attr(self, name: str) -> bool | None:
         return self.bool_value(self.attr(name), "@" + name)
@@ -157,11 +157,11 @@ class Node:
             raise self.error("timezone", f"{v!r} has no time zone; dates must carry one (e.g. Z or -07:00)", where)
         return parsed
 
-    def datetime(self, name: str) -> datetime | None:
-        return self.datetime_value(self.str(name), name)
+    def timestamp(self, name: str) -> datetime | None:
+        return self.datetime_value(self.string(name), name)
 
-    def date(self, name: str) -> date | None:
-        v = self.str(name)
+    def day(self, name: str) -> date | None:
+        v = self.string(name)
         if v is None:
             return None
         try:
@@ -178,7 +178,7 @@ class Node:
             raise self.error("enumeration", str(exc), where) from None
 
     def enum(self, name: str, enum: type[E], table: str | None = None) -> E | None:
-        return self.enum_value(enum, self.str(name), name, table)
+        return self.enum_value(enum, self.string(name), name, table)
 
     def flags(self, enum: type[E]) -> list[E]:
         """Presence flags: each child element's name is a member of ``enum``."""
