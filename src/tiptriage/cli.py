@@ -40,7 +40,7 @@ def _emit_json(data: object) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def _ingest(store: Store, paths: list[Path], fmt: str, limits: Limits, quiet: bool) -> pipeline.IngestResult:
+def _ingest(store: Store, paths: list[Path], fmt: str, limits: Limits, quiet: bool, workers: int) -> pipeline.IngestResult:
     progress = Progress(SpinnerColumn(), TextColumn("[bold]ingest"), TextColumn("{task.completed} submissions"),
                         TextColumn("{task.fields[rate]}/s"), TimeElapsedColumn(), console=err, disable=quiet or not err.is_terminal)
     start = time.perf_counter()
@@ -51,7 +51,7 @@ def _ingest(store: Store, paths: list[Path], fmt: str, limits: Limits, quiet: bo
             rate = seen / max(time.perf_counter() - start, 1e-9)
             progress.update(task, completed=seen, rate=f"{rate:,.0f}")
 
-        return pipeline.ingest(store, paths, fmt, limits, progress=tick)
+        return pipeline.ingest(store, paths, fmt, limits, progress=tick, workers=workers)
 
 
 @app.command()
@@ -61,6 +61,7 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with the counts and errors.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit with status 1 if anything was quarantined.")] = False,
     max_bytes: Annotated[int, typer.Option(help="Refuse documents larger than this many bytes.")] = Limits().max_document_bytes,
+    workers: Annotated[int, typer.Option(help="Parsing processes (default: one per core, at most 4).")] = pipeline.default_workers(),
 ) -> None:
     """Read provider reports into the store; what cannot be read goes to quarantine, the batch goes on."""
     if fmt not in FORMATS:
@@ -68,7 +69,7 @@ def ingest(
         raise typer.Exit(2)
     store = _store()
     start = time.perf_counter()
-    result = _ingest(store, paths, fmt, Limits(max_document_bytes=max_bytes), quiet=as_json)
+    result = _ingest(store, paths, fmt, Limits(max_document_bytes=max_bytes), quiet=as_json, workers=workers)
     elapsed = time.perf_counter() - start
     if as_json:
         _emit_json(result.as_json())
@@ -256,7 +257,7 @@ def demo(
     out.print(f"   planted classes: {classes}")
     store = Store(db_url)
     start = time.perf_counter()
-    result = _ingest(store, [subs], "auto", Limits(), quiet=False)
+    result = _ingest(store, [subs], "auto", Limits(), quiet=False, workers=pipeline.default_workers())
     secs = time.perf_counter() - start
     out.print(f"2. ingested into {db_url}: accepted {result.accepted}, duplicates {result.duplicates}, "
               f"quarantined {result.quarantined} in {secs:.1f}s ({result.accepted / max(secs, 1e-9):,.0f} reports/s)")

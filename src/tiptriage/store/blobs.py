@@ -1,4 +1,8 @@
-"""Content-addressed original bytes, chunked so a large original never has to sit in memory whole."""
+"""Content-addressed original bytes, chunked so a large original never has to sit in memory whole.
+
+The first chunk sits in the ``blobs`` row itself, so a typical document costs one row; only
+documents over one chunk (1 MiB) use ``blob_chunks``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,12 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from tiptriage.store.bulk import insert_rows
 from tiptriage.store.schema import CHUNK_BYTES, blob_chunks, blobs
+
+
+def _n_chunks(size: int) -> int:
+    return max(1, -(-size // CHUNK_BYTES))
 
 
 def existing(conn: sa.Connection, shas: set[str]) -> set[str]:
@@ -24,18 +33,13 @@ def put_many(conn: sa.Connection, items: dict[str, bytes]) -> None:
     new = {k: v for k, v in items.items() if k not in have}
     if not new:
         return
-    conn.execute(
-        blobs.insert(),
-        [{"sha256": k, "size": len(v), "chunks": max(1, -(-len(v) // CHUNK_BYTES))} for k, v in new.items()],
-    )
-    conn.execute(
-        blob_chunks.insert(),
-        [
-            {"sha256": k, "seq": i, "data": v[i * CHUNK_BYTES : (i + 1) * CHUNK_BYTES]}
-            for k, v in new.items()
-            for i in range(max(1, -(-len(v) // CHUNK_BYTES)))
-        ],
-    )
+    insert_rows(conn, blobs, [{"sha256": k, "size": len(v), "chunks": _n_chunks(len(v)), "data": v[:CHUNK_BYTES]} for k, v in new.items()])
+    rest = [
+        {"sha256": k, "seq": i, "data": v[i * CHUNK_BYTES : (i + 1) * CHUNK_BYTES]}
+        for k, v in new.items()
+        for i in range(1, _n_chunks(len(v)))
+    ]
+    insert_rows(conn, blob_chunks, rest)
 
 
 def put_file(conn: sa.Connection, path: Path) -> tuple[str, int]:
@@ -48,20 +52,20 @@ def put_file(conn: sa.Connection, path: Path) -> tuple[str, int]:
     size = path.stat().st_size
     if existing(conn, {sha}):
         return sha, size
-    seq = 0
     with path.open("rb") as f:
+        first = f.read(CHUNK_BYTES)
+        seq = 1
         for chunk in iter(lambda: f.read(CHUNK_BYTES), b""):
             conn.execute(blob_chunks.insert(), {"sha256": sha, "seq": seq, "data": chunk})
             seq += 1
-    conn.execute(blobs.insert(), {"sha256": sha, "size": size, "chunks": max(seq, 1)})
-    if seq == 0:
-        conn.execute(blob_chunks.insert(), {"sha256": sha, "seq": 0, "data": b""})
+    conn.execute(blobs.insert(), {"sha256": sha, "size": size, "chunks": seq, "data": first})
     return sha, size
 
 
 def iter_chunks(conn: sa.Connection, sha: str) -> Iterator[bytes]:
-    n = conn.execute(sa.select(blobs.c.chunks).where(blobs.c.sha256 == sha)).scalar_one()
-    for seq in range(n):
+    n, first = conn.execute(sa.select(blobs.c.chunks, blobs.c.data).where(blobs.c.sha256 == sha)).one()
+    yield first
+    for seq in range(1, n):
         yield conn.execute(
             sa.select(blob_chunks.c.data).where(blob_chunks.c.sha256 == sha, blob_chunks.c.seq == seq)
         ).scalar_one()

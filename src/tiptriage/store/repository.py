@@ -16,12 +16,28 @@ import sqlalchemy as sa
 from tiptriage.intake import IntakeError, Submission
 from tiptriage.model import Report
 from tiptriage.store import blobs
+from tiptriage.store.bulk import insert_rows
 from tiptriage.store.db import database_url, make_engine, migrate
 from tiptriage.store.schema import quarantine, reports, submission_documents, submissions
 
 
 def _utc(dt: datetime) -> datetime:
     return dt.astimezone(UTC)
+
+
+def report_row(r: Report) -> dict[str, Any]:
+    """The stored row of a report: the canonical model as JSON plus the columns queues filter on.
+    A pure function, so parsing processes can build rows and the writer only inserts them."""
+    return {
+        "id": r.id,
+        "provider": r.provider,
+        "incident_type": r.incident_type.value,
+        "incident_datetime": _utc(r.incident_datetime),
+        "received_at": _utc(r.received_at),
+        "escalated": r.is_escalated,
+        "file_count": len(r.files),
+        "data": r.model_dump_json(exclude_none=True),
+    }
 
 
 def _aware(dt: datetime) -> datetime:
@@ -87,7 +103,7 @@ class Store:
 
     def save_batch(
         self,
-        accepted: list[tuple[Submission, Report]],
+        accepted: list[tuple[Submission, dict[str, Any]]],
         refused: list[tuple[Submission, IntakeError]],
         received_at: datetime,
     ) -> list[tuple[Submission, IntakeError]]:
@@ -95,39 +111,22 @@ class Store:
         (a report id already stored from different bytes) after adding them to the quarantine."""
         refused = list(refused)
         with self.engine.begin() as conn:
-            ids = [r.id for _, r in accepted]
+            ids = [r["id"] for _, r in accepted]
             taken = {row[0] for row in conn.execute(sa.select(reports.c.id).where(reports.c.id.in_(ids)))} if ids else set()
-            keep: list[tuple[Submission, Report]] = []
+            keep: list[tuple[Submission, dict[str, Any]]] = []
             conflicts: list[tuple[Submission, IntakeError]] = []
             for sub, rep in accepted:
-                if rep.id in taken:
-                    err = IntakeError(sub.path, "-", "report-id-unique", f"report {rep.id!r} is already stored from different bytes; a changed report needs a new id")
+                if rep["id"] in taken:
+                    err = IntakeError(sub.path, "-", "report-id-unique", f"report {rep['id']!r} is already stored from different bytes; a changed report needs a new id")
                     conflicts.append((sub, err))
                 else:
-                    taken.add(rep.id)
+                    taken.add(rep["id"])
                     keep.append((sub, rep))
             refused.extend(conflicts)
-            self._write_submissions(conn, [(s, "accepted", r.id) for s, r in keep] + [(s, "quarantined", s.report_id or None) for s, _ in refused], received_at)
+            self._write_submissions(conn, [(s, "accepted", r["id"]) for s, r in keep] + [(s, "quarantined", s.report_id or None) for s, _ in refused], received_at)
             if keep:
                 now = datetime.now(UTC)
-                conn.execute(
-                    reports.insert(),
-                    [
-                        {
-                            "id": r.id,
-                            "submission_digest": s.digest,
-                            "provider": r.provider,
-                            "incident_type": r.incident_type.value,
-                            "incident_datetime": _utc(r.incident_datetime),
-                            "received_at": _utc(r.received_at),
-                            "escalated": r.is_escalated,
-                            "file_count": len(r.files),
-                            "data": r.model_dump_json(exclude_none=True),
-                            "stored_at": now,
-                        }
-                        for s, r in keep
-                    ],
-                )
+                insert_rows(conn, reports, [{**r, "submission_digest": s.digest, "stored_at": now} for s, r in keep])
             if refused:
                 now = datetime.now(UTC)
                 conn.execute(
@@ -161,8 +160,9 @@ class Store:
                 docs[d.sha256] = d.data
                 doc_rows.append({"digest": sub.digest, "position": i, "name": d.name, "sha256": d.sha256})
         blobs.put_many(conn, docs)
-        conn.execute(
-            submissions.insert(),
+        insert_rows(
+            conn,
+            submissions,
             [
                 {
                     "digest": sub.digest,
@@ -178,8 +178,7 @@ class Store:
                 for sub, status, rid in rows
             ],
         )
-        if doc_rows:
-            conn.execute(submission_documents.insert(), doc_rows)
+        insert_rows(conn, submission_documents, doc_rows)
 
     # -- reports ------------------------------------------------------------------------------
 
@@ -262,12 +261,7 @@ class Store:
                 raise IntakeError(entry.path, "-", "report-id-unique", f"report {report.id!r} is already stored")
             conn.execute(
                 reports.insert(),
-                {
-                    "id": report.id, "submission_digest": entry.digest, "provider": report.provider,
-                    "incident_type": report.incident_type.value, "incident_datetime": _utc(report.incident_datetime),
-                    "received_at": _utc(report.received_at), "escalated": report.is_escalated, "file_count": len(report.files),
-                    "data": report.model_dump_json(exclude_none=True), "stored_at": datetime.now(UTC),
-                },
+                {**report_row(report), "submission_digest": entry.digest, "stored_at": datetime.now(UTC)},
             )
             conn.execute(submissions.update().where(submissions.c.digest == entry.digest).values(status="accepted", report_id=report.id))
             conn.execute(quarantine.update().where(quarantine.c.id == entry.id).values(status="resolved", resolved_report_id=report.id))

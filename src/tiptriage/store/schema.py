@@ -1,6 +1,6 @@
 """The relational schema (SQLAlchemy Core). Alembic migrations in ``migrations/`` create it.
 
-Original bytes live in ``blob_chunks`` keyed by their SHA-256, in the same transaction as the rows
+Original bytes live in ``blobs`` (first chunk) and ``blob_chunks`` (the rest), keyed by their SHA-256, in the same transaction as the rows
 that point at them, so a crash never leaves a report without its bytes or bytes counted twice.
 """
 
@@ -18,6 +18,7 @@ blobs = sa.Table(
     sa.Column("sha256", sa.String(64), primary_key=True),
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("chunks", sa.Integer, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),  # the first chunk; most documents have only this one
 )
 
 blob_chunks = sa.Table(

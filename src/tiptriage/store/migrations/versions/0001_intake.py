@@ -19,6 +19,7 @@ def upgrade() -> None:
         sa.Column("sha256", sa.String(64), primary_key=True),
         sa.Column("size", sa.BigInteger, nullable=False),
         sa.Column("chunks", sa.Integer, nullable=False),
+        sa.Column("data", sa.LargeBinary, nullable=False),
     )
     op.create_table(
         "blob_chunks",
