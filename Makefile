@@ -15,6 +15,9 @@ $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test]"
+	@# video hashing (vpdq) builds only against FFmpeg's development files; without them its tests skip with a reason
+	if pkg-config --exists libavcodec libavformat libswscale 2>/dev/null; then $(BIN)/pip install --quiet -e ".[test,video]"; \
+	else echo "note: FFmpeg development packages not found; skipping the optional tiptriage[video] extra" >&2; fi
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed

@@ -16,6 +16,12 @@ REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 PG_ADMIN_URL = os.environ.get("TIPTRIAGE_TEST_POSTGRES_URL")
 
 
+@pytest.fixture(autouse=True)
+def _index_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Saved hash indexes go to a temporary folder, never into the checkout or the home folder."""
+    monkeypatch.setenv("TIPTRIAGE_INDEX_DIR", str(tmp_path_factory.mktemp("index")))
+
+
 @pytest.fixture
 def reference() -> Path:
     if not REFERENCE.is_dir():

@@ -88,3 +88,23 @@ def test_demo_runs_end_to_end_in_its_own_folder(tmp_path: Path) -> None:
     assert (tmp_path / "demo" / "tiptriage.db").exists()
     assert "accepted 150" in proc.stdout and "quarantined 3" in proc.stdout
     assert "tiptriage show" in proc.stdout  # ends with next steps
+
+
+def test_hashset_import_list_and_triage(tmp_path: Path, data: Path) -> None:
+    db = tmp_path / "t.db"
+    run(["ingest", str(data / "submissions")], db)
+    bank = data / "hashsets" / "known.csv"
+    imported = json.loads(run(["hashset", "import", str(bank), "--name", "known", "--json"], db).stdout)
+    assert imported["bank"] == "known" and imported["added"] > 0 and imported["refused"] == 0
+    listed = json.loads(run(["hashset", "list", "--json"], db).stdout)
+    assert [b["name"] for b in listed] == ["known"] and set(listed[0]["entries"]) == {"MD5", "SHA1", "PDQ"}
+    tri = json.loads(run(["triage", "--json"], db).stdout)
+    truth = json.loads((data / "truth.json").read_text())
+    assert tri["reports_matched"] == 40
+    known_reports = [rid for rid, t in truth["reports"].items() if t["class"] == "known_possession"]
+    text = run(["show", known_reports[0]], db).stdout
+    assert "in bank known" in text and "exact" in text
+    again = json.loads(run(["triage", "--json"], db).stdout)
+    assert again["reports_matched"] == 0  # nothing new
+    bad = run(["hashset", "import", str(tmp_path / "missing.csv"), "--name", "x"], db, check=False)
+    assert bad.returncode == 2 and "no such file" in bad.stderr

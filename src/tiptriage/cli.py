@@ -27,6 +27,8 @@ from tiptriage.store import Store
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Triage CyberTipline-style reports: explainable, offline.")
 quarantine_app = typer.Typer(no_args_is_help=True, help="Submissions that could not be read, with their original bytes.")
 app.add_typer(quarantine_app, name="quarantine")
+hashset_app = typer.Typer(no_args_is_help=True, help="Known-hash sets (banks): import and list.")
+app.add_typer(hashset_app, name="hashset")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
@@ -88,8 +90,9 @@ def show(
     report_id: Annotated[str, typer.Argument(help="The report id.")],
     as_json: Annotated[bool, typer.Option("--json", help="The canonical model as JSON.")] = False,
 ) -> None:
-    """Print a stored report as the canonical model."""
-    report = _store().get_report(report_id)
+    """Print a stored report as the canonical model (and, as text, its hash matches)."""
+    store = _store()
+    report = store.get_report(report_id)
     if report is None:
         err.print(f"[red]no report {report_id!r}[/] in {os.environ.get('TIPTRIAGE_DATABASE_URL', 'sqlite:///tiptriage.db')}")
         raise typer.Exit(1)
@@ -97,6 +100,7 @@ def show(
         sys.stdout.write(report.model_dump_json(indent=2) + "\n")
         return
     _print_report(report)
+    _print_matches(store, report_id)
 
 
 def _print_report(r: Report) -> None:
@@ -142,6 +146,22 @@ def _print_report(r: Report) -> None:
     if r.unmapped:
         t.add_row("unmapped", ", ".join(r.unmapped))
     out.print(t)
+
+
+def _print_matches(store: Store, report_id: str) -> None:
+    summary = store.hashsets.summary_of(report_id)
+    if summary is None:
+        out.print("hash matching: not run yet (tiptriage triage)")
+        return
+    out.print(f"hash matching: {summary['known_files']} known, {summary['novel_files']} novel (no match in any bank), "
+              f"{summary['unhashed_files']} without hashes, {summary['viral_files']} viral"
+              + ("; matches a series whose victim is not identified" if summary["unidentified_victim_series"] else ""))
+    for m in store.hashsets.matches_of(report_id):
+        how = "exact" if m["match_type"] == "exact" else f"perceptual, distance {m['distance']}"
+        extra = ", ".join(x for x in (f"category {m['category']}" if m["category"] else "", f"series {m['series']}" if m["series"] else "",
+                                      {True: "victim identified", False: "victim not identified", None: ""}[m["victim_identified"]]) if x)
+        sup = f" [suppressed: known false positive in {m['suppressed_by']}]" if m["suppressed_by"] else ""
+        out.print(f"  {m['file_id']}: {m['hash_type']} {how} in bank {m['bank']}" + (f" ({extra})" if extra else "") + sup, highlight=False)
 
 
 @quarantine_app.command("list")
@@ -265,21 +285,155 @@ def demo(
         out.print(f"   quarantined {e['path']}: {e['reason']}", highlight=False)
     again = pipeline.ingest(store, [subs], "auto", Limits())
     out.print(f"3. ingested the same folder again: accepted {again.accepted}, duplicates {again.duplicates} (nothing stored twice)")
+    hs = pipeline.import_hashset(store, out_dir / "hashsets" / "known.csv", "known-demo")
+    out.print(f"4. imported the synthetic known-content hash set as bank 'known-demo': {hs.added} entries, {hs.refused} refused")
+    from tiptriage.hashes.flood import FloodRule
+
+    demo_flood = FloodRule(accounts=5, days=7)
+    tri = pipeline.triage(store, demo_flood)
+    out.print(f"5. triage: matched {tri.reports_matched} reports: {tri.files_known} files known, {tri.files_novel} novel "
+              f"(no match in any bank); {tri.viral_hashes} hashes marked viral (more than {demo_flood.accounts} accounts in {demo_flood.days} days, a demo-sized rule)")
     counts = store.incident_type_counts()
     t = Table("incident type", "reports", title="stored reports by incident type")
     for k, v in sorted(counts.items(), key=lambda kv: -kv[1]):
         t.add_row(k, str(v))
     out.print(t)
-    example = next(rid for rid, tr in data.truth["reports"].items() if tr["class"] == "imminent_danger") if data.truth["classes"].get("imminent_danger") else data.reports[0].id
+    def first_of(klass: str) -> str:
+        return next((rid for rid, tr in data.truth["reports"].items() if tr["class"] == klass), data.reports[0].id)
+
+    example = first_of("imminent_danger")
+    production = first_of("suspected_production")
+    known_example = first_of("known_possession")
     out.rule("next")
     out.print("Try these on the demo database:", highlight=False)
     out.print(f"  export TIPTRIAGE_DATABASE_URL={db_url}", highlight=False)
     out.print(f"  tiptriage show {example}", highlight=False)
     out.print(f"  tiptriage show {example} --json", highlight=False)
+    out.print(f"  tiptriage show {production}        # files unknown to every bank", highlight=False)
+    out.print(f"  tiptriage show {known_example}        # files matched in the known bank", highlight=False)
+    out.print("  tiptriage hashset list", highlight=False)
     out.print("  tiptriage quarantine list", highlight=False)
     out.print("  tiptriage quarantine show 1", highlight=False)
     out.print(f"  tiptriage ingest {subs} --json", highlight=False)
     store.dispose()
+
+
+@hashset_app.command("import")
+def hashset_import(
+    file: Annotated[Path, typer.Argument(help="The hash-set file (VICS JSON, NCMEC hash-sharing XML, or CSV).")],
+    name: Annotated[str, typer.Option("--name", help="The bank to import into (created if new).")],
+    fmt: Annotated[str, typer.Option("--format", help="auto | vics | ncmec | csv")] = "auto",
+    negative: Annotated[bool, typer.Option("--negative", help="A bank of known false positives: its matches suppress others.")] = False,
+    max_distance: Annotated[int | None, typer.Option(help="PDQ match threshold for this bank (default 31).")] = None,
+    min_quality: Annotated[int | None, typer.Option(help="Ignore PDQ queries below this quality, where known (default 50).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Import or update a bank; corrupt entries are refused with a reason, the rest goes in; tombstones remove entries."""
+    if not file.is_file():
+        err.print(f"[red]no such file:[/] {file}")
+        raise typer.Exit(2)
+    if max_distance is not None and not 0 <= max_distance <= 63:
+        err.print("[red]--max-distance must be between 0 and 63[/]")
+        raise typer.Exit(2)
+    store = _store()
+    with err.status(f"importing {file}"):
+        try:
+            res = pipeline.import_hashset(store, file, name, fmt, negative, max_distance, min_quality)
+        except ValueError as exc:
+            err.print(f"[red]{exc}[/]")
+            raise typer.Exit(2) from None
+    if as_json:
+        _emit_json(res.as_json())
+        return
+    out.print(f"bank {name}: added {res.added}, updated {res.updated}, removed {res.removed}, refused {res.refused}")
+    for r in res.refusals[:20]:
+        out.print(f"  refused {r['path']}: {r['place']}: {r['reason']}", highlight=False)
+
+
+@hashset_app.command("list")
+def hashset_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Banks with their entry counts by hash type and last update."""
+    store = _store()
+    banks = store.hashsets.banks()
+    counts = store.hashsets.entry_counts()
+    rows = [{"name": b.name, "negative": b.negative, "max_distance": b.max_distance, "min_quality": b.min_quality,
+             "updated_at": b.updated_at.isoformat(timespec="seconds"),
+             "entries": {t: n for (bank, t), n in sorted(counts.items()) if bank == b.name}} for b in banks]
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        out.print("no hash sets yet: tiptriage hashset import FILE --name NAME")
+        return
+    t = Table("bank", "kind", "entries by type", "PDQ threshold", "min quality", "updated")
+    for r in rows:
+        entries = r["entries"]
+        assert isinstance(entries, dict)
+        t.add_row(str(r["name"]), "negative" if r["negative"] else "positive", ", ".join(f"{k} {v:,}" for k, v in entries.items()) or "-",
+                  str(r["max_distance"]), str(r["min_quality"]), str(r["updated_at"]))
+    out.print(t)
+
+
+@app.command("hash")
+def hash_files(
+    files: Annotated[list[Path], typer.Argument(help="The operator's own files.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON list of {path, md5, sha1, sha256, pdq, quality}.")] = False,
+    dihedral: Annotated[bool, typer.Option("--dihedral", help="Add the PDQ of the 8 rotations and flips.")] = False,
+    video: Annotated[bool, typer.Option("--video", help="Add the vPDQ of files that are not images (needs tiptriage[video]).")] = False,
+) -> None:
+    """MD5, SHA1, SHA256 and PDQ (with quality) of files you hold; never used on a report's behalf."""
+    from tiptriage.hashes import filehash
+    from tiptriage.hashes import video as video_hashing
+
+    if video and not video_hashing.vpdq_available():
+        err.print("[red]video hashing is unavailable: install the optional extra tiptriage[video] (vpdq, built against FFmpeg)[/]")
+        raise typer.Exit(2)
+
+    records: list[dict[str, object]] = []
+    failed = False
+    for path in files:
+        try:
+            fh = filehash.hash_file(path, dihedral=dihedral)
+        except OSError as exc:
+            err.print(f"[red]{path}: {exc.strerror or exc}[/]")
+            failed = True
+            continue
+        if fh.warning:
+            err.print(f"[yellow]{fh.warning}[/]", highlight=False)
+        record = filehash.as_json_record(fh, dihedral)
+        if video and fh.pdq is None:
+            try:
+                record["vpdq"] = video_hashing.hash_video(path)
+            except Exception as exc:  # vpdq raises plain errors for files FFmpeg cannot decode
+                err.print(f"[yellow]{path}: no vPDQ: {exc}[/]")
+        records.append(record)
+    if as_json:
+        _emit_json(records)
+    else:
+        t = Table("path", "sha256", "pdq", "quality")
+        for r in records:
+            t.add_row(str(r["path"]), str(r["sha256"]), str(r["pdq"] or "-"), str(r["quality"] if r["quality"] is not None else "-"))
+        out.print(t)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def triage(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    flood_accounts: Annotated[int, typer.Option(help="A hash is viral when more than this many accounts report it...")] = 50,
+    flood_days: Annotated[int, typer.Option(help="...within this many days.")] = 7,
+) -> None:
+    """Run the stages after intake on what is new: file hashes, flood protection, hash matching."""
+    from tiptriage.hashes.flood import FloodRule
+
+    with err.status("triage"):
+        res = pipeline.triage(_store(), FloodRule(flood_accounts, flood_days))
+    if as_json:
+        _emit_json(res.as_json())
+        return
+    out.print(f"matched {res.reports_matched} reports against hash sets (import #{res.hashset_seq}): "
+              f"{res.files_known} known files, {res.files_novel} novel files; {res.viral_hashes} viral hashes")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -16,9 +16,13 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from tiptriage.hashes import formats as hs_formats
+from tiptriage.hashes.entries import HashEntry, Tombstone
+from tiptriage.hashes.flood import FloodRule, busiest_window
+from tiptriage.hashes.matcher import HashIndexes, find_hits, resolve
 from tiptriage.intake import Document, IntakeError, Limits, Submission, iter_submissions, read
 from tiptriage.intake.discover import submissions_in_file
-from tiptriage.model import SourceFormat
+from tiptriage.model import HashType, Report, SourceFormat
 from tiptriage.store import QuarantineEntry, Store, report_row
 
 Progress = Callable[[int, int], None]  # (submissions seen so far, bytes seen so far)
@@ -207,3 +211,170 @@ def retry_quarantine(store: Store, entry_ids: list[int] | None = None, limits: L
                 store.update_quarantine_reason(entry, err)
                 result.failing.append((entry.id, err))
     return result
+
+
+# -- hash sets --------------------------------------------------------------------------------------
+
+
+@dataclass
+class HashSetImportResult:
+    bank: str
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    refused: int = 0
+    refusals: list[dict[str, str]] = field(default_factory=list)  # the first 1,000, with file and place
+
+    def as_json(self) -> dict[str, object]:
+        return {"bank": self.bank, "added": self.added, "updated": self.updated, "removed": self.removed,
+                "refused": self.refused, "refusals": self.refusals}
+
+
+def import_hashset(
+    store: Store,
+    path: Path,
+    name: str,
+    fmt: str = "auto",
+    negative: bool = False,
+    max_distance: int | None = None,
+    min_quality: int | None = None,
+    chunk: int = 50_000,
+    progress: Progress | None = None,
+) -> HashSetImportResult:
+    """Stream a hash-set file into bank ``name``: entries upserted, tombstones applied, bad entries refused."""
+    kind = hs_formats.sniff(path) if fmt == "auto" else fmt
+    if kind not in hs_formats.FORMATS:
+        raise ValueError(f"unknown hash-set format {fmt!r}; use one of auto, {', '.join(hs_formats.FORMATS)}")
+    repo = store.hashsets
+    bank = repo.ensure_bank(name, negative, max_distance, min_quality)
+    counts = repo.start_import(bank, str(path), kind)
+    result = HashSetImportResult(bank=name)
+    entries: list[dict[str, Any]] = []
+    tombstones: list[str] = []
+    refused = 0
+    seen = 0
+
+    def flush() -> None:
+        nonlocal refused
+        repo.apply_chunk(bank, counts, entries, tombstones, refused)
+        entries.clear()
+        tombstones.clear()
+        refused = 0
+        if progress:
+            progress(seen, 0)
+
+    for item in hs_formats.FORMATS[kind](path, None):
+        seen += 1
+        if isinstance(item, HashEntry):
+            entries.append({
+                "hash_type": item.hash_type.value, "value": item.value, "media_id": item.media_id, "category": item.category,
+                "series": item.series, "victim_identified": item.victim_identified, "offender_identified": item.offender_identified,
+                "is_distributed": item.is_distributed, "source_updated_at": item.updated_at,
+            })
+        elif isinstance(item, Tombstone):
+            tombstones.append(item.media_id)
+        else:
+            refused += 1
+            if len(result.refusals) < 1000:
+                result.refusals.append({"path": str(path), "place": item.place, "reason": item.reason})
+        if len(entries) + len(tombstones) >= chunk:
+            flush()
+    flush()
+    result.added, result.updated, result.removed, result.refused = counts.added, counts.updated, counts.removed, counts.refused
+    return result
+
+
+# -- triage: the stages after intake, for what is new ----------------------------------------------
+
+
+@dataclass
+class TriageResult:
+    file_hashes_extracted: int = 0
+    index_changes: int = 0
+    reports_matched: int = 0
+    files_known: int = 0
+    files_novel: int = 0
+    viral_hashes: int = 0
+    hashset_seq: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def _account_of(report: Report) -> str | None:
+    for acc in report.reported_people:
+        if acc.esp_identifier or acc.screen_name:
+            return f"{acc.esp_service or '?'}:{acc.esp_identifier or acc.screen_name}"
+    return None
+
+
+def file_hash_rows(report: Report) -> list[dict[str, Any]]:
+    """One row per (file, hash) of a report, with the reporting account and the time it was seen."""
+    account = _account_of(report)
+    rows = []
+    for f in report.files:
+        seen = f.uploaded_at or report.incident_datetime
+        for h in f.hashes:
+            if h.hash_type in MATCHABLE:
+                rows.append({"report_id": report.id, "file_id": f.file_id, "hash_type": h.hash_type.value,
+                             "value": h.value, "account": account, "seen_at": seen})
+    return rows
+
+
+MATCHABLE = (HashType.MD5, HashType.SHA1, HashType.SHA256, HashType.PDQ, HashType.VPDQ)
+
+
+def triage(store: Store, flood: FloodRule | None = None, batch: int = 5000, progress: Progress | None = None) -> TriageResult:
+    """Run the stages after intake on what is new: file hashes, flood protection, hash matching.
+
+    Reports matched before the newest hash-set import are matched again, so a hash-set update reaches
+    the stored reports on the next run.
+    """
+    flood = flood or FloodRule()
+    repo = store.hashsets
+    result = TriageResult()
+    while ids := repo.reports_without_file_hashes(batch):
+        rows = [r for rep in store.get_reports(ids) for r in file_hash_rows(rep)]
+        repo.add_file_hashes(rows)
+        result.file_hashes_extracted += len(rows)
+        bare = sorted(set(ids) - {r["report_id"] for r in rows})
+        if bare:  # reports without any hash get their (empty) summary now, so they are not fetched again
+            _match(store, bare, HashIndexes(), 0, set())
+        if len(ids) < batch:
+            break
+    marks = []
+    now = datetime.now(UTC)
+    for hash_type, value in repo.flood_candidates(flood.accounts):
+        n, start, end = busiest_window(repo.sightings(hash_type, value), flood.days)
+        if n > flood.accounts:
+            marks.append({"hash_type": hash_type, "value": value, "accounts": n, "window_start": start, "window_end": end, "marked_at": now})
+    repo.mark_viral(marks)
+    viral = repo.viral_set()
+    result.viral_hashes = len(viral)
+    seq = repo.current_seq()
+    folder = store.index_dir
+    idx = HashIndexes.load(folder)
+    if idx.seq > seq:  # the database was replaced under a saved index: start again
+        idx = HashIndexes()
+    if idx.seq < seq:
+        result.index_changes = idx.refresh(repo.iter_entry_changes(idx.seq, [t.value for t in MATCHABLE]), seq)
+        idx.save(folder)
+    result.hashset_seq = seq
+    while ids := repo.reports_to_match(seq, batch):
+        known, novel = _match(store, ids, idx, seq, viral)
+        result.reports_matched += len(ids)
+        result.files_known += known
+        result.files_novel += novel
+        if progress:
+            progress(result.reports_matched, 0)
+    return result
+
+
+def _match(store: Store, ids: list[str], idx: HashIndexes, seq: int, viral: set[tuple[str, str]]) -> tuple[int, int]:
+    repo = store.hashsets
+    rows = repo.file_hashes_for(ids)
+    hits = find_hits(rows, idx)
+    entries = repo.entries_by_id(h.entry_id for h in hits)
+    matches, summaries = resolve(hits, entries, rows, store.file_counts(ids), viral, seq, datetime.now(UTC))
+    repo.save_matches(ids, matches, summaries)
+    return sum(s["known_files"] for s in summaries), sum(s["novel_files"] for s in summaries)

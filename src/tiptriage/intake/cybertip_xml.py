@@ -63,6 +63,7 @@ _HASH_NAMES = {
     "PDQ": HashType.PDQ,
     "PHOTODNA": HashType.PHOTODNA,
     "PDNA": HashType.PHOTODNA,
+    "VPDQ": HashType.VPDQ,
 }
 
 

@@ -92,6 +92,7 @@ class HashType(StrEnum):
     SHA256 = "SHA256"
     PDQ = "PDQ"
     PHOTODNA = "PHOTODNA"
+    VPDQ = "VPDQ"  # a video's per-frame PDQ hashes, kept as text (see hashes/video.py for the accepted forms)
     OTHER = "OTHER"
 
 

@@ -6,9 +6,12 @@ batch or none of it, and re-running the ingest skips what is already there by di
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,7 +21,8 @@ from tiptriage.model import Report
 from tiptriage.store import blobs
 from tiptriage.store.bulk import insert_rows
 from tiptriage.store.db import database_url, make_engine, migrate
-from tiptriage.store.schema import quarantine, reports, submission_documents, submissions
+from tiptriage.store.hashsets import HashSetRepository
+from tiptriage.store.schema import quarantine, reports, store_meta, submission_documents, submissions
 
 
 def _utc(dt: datetime) -> datetime:
@@ -74,6 +78,33 @@ class Store:
         self.url = database_url(url)
         self.engine = make_engine(self.url)
         migrate(self.engine)
+
+    @property
+    def hashsets(self) -> HashSetRepository:
+        return HashSetRepository(self.engine)
+
+    @property
+    def instance_id(self) -> str:
+        """A random id made when the database was created: saved indexes are only valid for their database."""
+        with self.engine.begin() as conn:
+            found = conn.execute(sa.select(store_meta.c.value).where(store_meta.c.key == "instance_id")).scalar_one_or_none()
+            if found is None:
+                found = uuid.uuid4().hex
+                conn.execute(store_meta.insert().values(key="instance_id", value=found))
+            return str(found)
+
+    @property
+    def index_dir(self) -> Path:
+        """Where saved hash indexes live (a cache; rebuilt from the database when missing or stale):
+        TIPTRIAGE_INDEX_DIR, else beside a SQLite file, else the user's cache folder."""
+        explicit = os.environ.get("TIPTRIAGE_INDEX_DIR")
+        if explicit:
+            return Path(explicit) / self.instance_id
+        url = sa.engine.make_url(self.url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            return Path(f"{url.database}.index") / self.instance_id
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        return cache / "tiptriage" / "index" / self.instance_id
 
     @property
     def dialect(self) -> str:
@@ -269,3 +300,13 @@ class Store:
     def update_quarantine_reason(self, entry: QuarantineEntry, err: IntakeError) -> None:
         with self.engine.begin() as conn:
             conn.execute(quarantine.update().where(quarantine.c.id == entry.id).values(place=err.place, rule=err.rule, reason=err.reason))
+
+    def file_counts(self, report_ids: list[str]) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(reports.c.id, reports.c.file_count).where(reports.c.id.in_(report_ids)))
+            return {r[0]: int(r[1]) for r in rows}
+
+    def get_reports(self, report_ids: list[str]) -> list[Report]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(reports.c.data).where(reports.c.id.in_(report_ids)))
+            return [Report.model_validate_json(r[0]) for r in rows]

@@ -12,6 +12,13 @@ metadata = sa.MetaData()
 
 CHUNK_BYTES = 1 << 20
 
+store_meta = sa.Table(
+    "store_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
 blobs = sa.Table(
     "blobs",
     metadata,
@@ -80,4 +87,109 @@ quarantine = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),  # open | resolved
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("resolved_report_id", sa.String(128)),
+)
+
+# -- hash sets and matching (migration 0002) ------------------------------------------------------
+
+hash_banks = sa.Table(
+    "hash_banks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("negative", sa.Boolean, nullable=False),
+    sa.Column("max_distance", sa.Integer, nullable=False),
+    sa.Column("min_quality", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+hash_imports = sa.Table(
+    "hash_imports",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),  # the change sequence of entries
+    sa.Column("bank_id", sa.Integer, sa.ForeignKey("hash_banks.id"), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("format", sa.String(16), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("added", sa.Integer, nullable=False, default=0),
+    sa.Column("updated", sa.Integer, nullable=False, default=0),
+    sa.Column("removed", sa.Integer, nullable=False, default=0),
+    sa.Column("refused", sa.Integer, nullable=False, default=0),
+)
+
+hash_entries = sa.Table(
+    "hash_entries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("bank_id", sa.Integer, sa.ForeignKey("hash_banks.id"), nullable=False),
+    sa.Column("hash_type", sa.String(16), nullable=False),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("media_id", sa.Text),
+    sa.Column("category", sa.Text),
+    sa.Column("series", sa.Text),
+    sa.Column("victim_identified", sa.Boolean),
+    sa.Column("offender_identified", sa.Boolean),
+    sa.Column("is_distributed", sa.Boolean),
+    sa.Column("source_updated_at", sa.DateTime(timezone=True)),
+    sa.Column("deleted", sa.Boolean, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),  # the import that last changed it
+    sa.UniqueConstraint("bank_id", "hash_type", "value", name="uq_hash_entries_bank_value"),
+)
+sa.Index("ix_hash_entries_seq", hash_entries.c.seq)
+sa.Index("ix_hash_entries_media", hash_entries.c.bank_id, hash_entries.c.media_id)
+
+report_file_hashes = sa.Table(
+    "report_file_hashes",
+    metadata,
+    sa.Column("report_id", sa.String(128), sa.ForeignKey("reports.id"), nullable=False),
+    sa.Column("file_id", sa.Text, nullable=False),
+    sa.Column("hash_type", sa.String(16), nullable=False),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("account", sa.Text),  # service:identifier of the reported account, for flood protection
+    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+)
+sa.Index("ix_rfh_report", report_file_hashes.c.report_id)
+sa.Index("ix_rfh_value", report_file_hashes.c.hash_type, report_file_hashes.c.value)
+
+file_matches = sa.Table(
+    "file_matches",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("report_id", sa.String(128), sa.ForeignKey("reports.id"), nullable=False),
+    sa.Column("file_id", sa.Text, nullable=False),
+    sa.Column("bank", sa.String(128), nullable=False),
+    sa.Column("entry_id", sa.Integer, nullable=False),
+    sa.Column("hash_type", sa.String(16), nullable=False),
+    sa.Column("match_type", sa.String(16), nullable=False),  # exact | perceptual
+    sa.Column("distance", sa.Integer, nullable=False),
+    sa.Column("category", sa.Text),
+    sa.Column("series", sa.Text),
+    sa.Column("victim_identified", sa.Boolean),
+    sa.Column("suppressed_by", sa.String(128)),  # the negative bank that marks it a known false positive
+)
+sa.Index("ix_file_matches_report", file_matches.c.report_id)
+
+report_hash_summary = sa.Table(
+    "report_hash_summary",
+    metadata,
+    sa.Column("report_id", sa.String(128), sa.ForeignKey("reports.id"), primary_key=True),
+    sa.Column("files", sa.Integer, nullable=False),
+    sa.Column("known_files", sa.Integer, nullable=False),
+    sa.Column("novel_files", sa.Integer, nullable=False),
+    sa.Column("unhashed_files", sa.Integer, nullable=False),
+    sa.Column("viral_files", sa.Integer, nullable=False),
+    sa.Column("unidentified_victim_series", sa.Boolean, nullable=False),
+    sa.Column("matched_seq", sa.Integer, nullable=False),
+    sa.Column("matched_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+viral_hashes = sa.Table(
+    "viral_hashes",
+    metadata,
+    sa.Column("hash_type", sa.String(16), primary_key=True),
+    sa.Column("value", sa.Text, primary_key=True),
+    sa.Column("accounts", sa.Integer, nullable=False),
+    sa.Column("window_start", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("window_end", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("marked_at", sa.DateTime(timezone=True), nullable=False),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -27,7 +28,25 @@ def write(data: Synthetic, out: Path, fmt: str = "xml") -> Path:
     else:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     (out / "truth.json").write_text(json.dumps(data.truth, indent=1, sort_keys=True), encoding="utf-8")
+    write_hashset(data, out / "hashsets" / "known.csv")
     return subs
+
+
+def write_hashset(data: Synthetic, path: Path) -> None:
+    """The known-content bank that goes with the data: every known and viral item (MD5, SHA1, PDQ), a
+    category code, and a series for some known items, a few with the victim not yet identified."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["hash_type", "value", "category", "series", "victim_identified", "media_id"])
+        for i, item in enumerate(data.truth["known_items"]):
+            series = f"S{i % 40:03d}" if i % 3 == 0 else ""
+            victim = "" if not series else ("false" if i % 40 < 4 else "true")
+            for t in ("md5", "sha1", "pdq"):
+                w.writerow([t.upper(), item[t], str(1 + i % 2), series, victim, f"K{i:06d}"])
+        for i, item in enumerate(data.truth["viral_items"]):  # widely shared items are usually known too
+            for t in ("md5", "sha1", "pdq"):
+                w.writerow([t.upper(), item[t], "2", "", "", f"V{i:05d}"])
 
 
 __all__ = ["CLASS_MIX", "FORMATS", "LIVE_VICTIM_CLASSES", "Synthetic", "generate", "write"]

@@ -15,6 +15,11 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
+        "store_meta",
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+    )
+    op.create_table(
         "blobs",
         sa.Column("sha256", sa.String(64), primary_key=True),
         sa.Column("size", sa.BigInteger, nullable=False),
@@ -75,5 +80,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("quarantine", "reports", "submission_documents", "submissions", "blob_chunks", "blobs"):
+    for table in ("quarantine", "reports", "submission_documents", "submissions", "blob_chunks", "blobs", "store_meta"):
         op.drop_table(table)
