@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -202,7 +203,7 @@ def worker_ours(n: int, n_queries: int) -> dict[str, Any]:
     new_found = {(int(q), int(i)) for q, i in zip(qi, found, strict=True)}
     res["recall_added"] = round(sum((q, int(s)) in new_found for q, s in enumerate(new_src)) / len(new_src), 6)
     old = idx.search(queries[:2000])
-    res["recall_planted_after_add"] = planted_recall(triples(*old), src, k, range(2000))["recall"]
+    res["recall_planted_after_add"] = planted_recall(triples(*old), src, k, range(min(2000, len(queries))))["recall"]
     t = time.perf_counter()
     idx.search(queries, max_distance=MAX_DISTANCE)
     res["qps_after_add"] = round(len(queries) / (time.perf_counter() - t), 1)
@@ -317,8 +318,30 @@ WORKERS = {"truth": worker_truth, "ours": worker_ours, "faiss": worker_faiss, "p
 # --- driver ---------------------------------------------------------------------------------------------------
 
 
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (/proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process and its reaped children (the workers)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        ru = resource.getrusage(who)
+        total += ru.ru_utime + ru.ru_stime
+    return total
+
+
 def run_worker(name: str, n: int, n_queries: int, rss_limit: int | None = None) -> dict[str, Any]:
-    """Run one worker in a fresh interpreter; kill it (and say so) if its resident memory passes rss_limit."""
+    """Run one worker in a fresh interpreter; kill it (and say so) if its resident memory passes rss_limit.
+
+    Also reports how many CPUs other processes kept busy meanwhile: timings on a shared machine are only
+    comparable when that is near 0.
+    """
+    busy0, mine0, wall0 = busy_cpu_seconds(), own_cpu_seconds(), time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, __file__, "--worker", name, str(n), str(n_queries)], stdout=subprocess.PIPE, text=True, cwd=ROOT
     )
@@ -345,11 +368,14 @@ def run_worker(name: str, n: int, n_queries: int, rss_limit: int | None = None) 
     out, _ = proc.communicate()
     stop.set()
     watcher.join()
+    wall = time.perf_counter() - wall0
+    others = max(0.0, (busy_cpu_seconds() - busy0) - (own_cpu_seconds() - mine0)) / wall
     if killed:
         return {"n": n, "killed_over_rss_mb": mb(rss_limit or 0), "sampled_peak_rss_mb": mb(peak)}
     if proc.returncode != 0:
         return {"n": n, "failed": f"exit status {proc.returncode}", "sampled_peak_rss_mb": mb(peak)}
     result: dict[str, Any] = json.loads(out)
+    result["other_processes_cpus"] = round(others, 2)
     return result
 
 

@@ -29,6 +29,8 @@ quarantine_app = typer.Typer(no_args_is_help=True, help="Submissions that could 
 app.add_typer(quarantine_app, name="quarantine")
 hashset_app = typer.Typer(no_args_is_help=True, help="Known-hash sets (banks): import and list.")
 app.add_typer(hashset_app, name="hashset")
+subject_app = typer.Typer(no_args_is_help=True, help="People behind accounts: show, confirm a link, split an account off.")
+app.add_typer(subject_app, name="subject")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
@@ -293,6 +295,7 @@ def demo(
     tri = pipeline.triage(store, demo_flood)
     out.print(f"5. triage: matched {tri.reports_matched} reports: {tri.files_known} files known, {tri.files_novel} novel "
               f"(no match in any bank); {tri.viral_hashes} hashes marked viral (more than {demo_flood.accounts} accounts in {demo_flood.days} days, a demo-sized rule)")
+    out.print(f"6. linked accounts into {tri.subjects} subjects and grouped viral reports into {tri.bundles} bundles (tiptriage link --json for details)")
     counts = store.incident_type_counts()
     t = Table("incident type", "reports", title="stored reports by incident type")
     for k, v in sorted(counts.items(), key=lambda kv: -kv[1]):
@@ -312,6 +315,12 @@ def demo(
     out.print(f"  tiptriage show {production}        # files unknown to every bank", highlight=False)
     out.print(f"  tiptriage show {known_example}        # files matched in the known bank", highlight=False)
     out.print("  tiptriage hashset list", highlight=False)
+    used: dict[str, set[str]] = {}
+    for tr in data.truth["reports"].values():
+        used.setdefault(tr["person"], set()).add(tr["account"])
+    multi = next((sorted(accs)[0] for accs in used.values() if len(accs) > 1), None)
+    if multi:
+        out.print(f"  tiptriage subject show {multi.lower()}   # one person behind several accounts", highlight=False)
     out.print("  tiptriage quarantine list", highlight=False)
     out.print("  tiptriage quarantine show 1", highlight=False)
     out.print(f"  tiptriage ingest {subs} --json", highlight=False)
@@ -434,6 +443,95 @@ def triage(
         return
     out.print(f"matched {res.reports_matched} reports against hash sets (import #{res.hashset_seq}): "
               f"{res.files_known} known files, {res.files_novel} novel files; {res.viral_hashes} viral hashes")
+
+
+@app.command("link")
+def link_command(
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Rebuild subjects and bundles from every stored report (the only mode today).")] = True,
+    backend: Annotated[str, typer.Option(help="duckdb (default) or spark (needs pyspark and Java).")] = "duckdb",
+    threshold: Annotated[float, typer.Option(help="Match probability a probabilistic link needs.")] = 0.99,
+    synthetic_addresses: Annotated[bool, typer.Option(help="Treat documentation-range IPs as public (synthetic data only).")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Resolve accounts into people (deterministic keys + Splink) and group viral reports into bundles."""
+    if backend not in ("duckdb", "spark"):
+        err.print("[red]--backend must be duckdb or spark[/]")
+        raise typer.Exit(2)
+    store = _store()
+    with err.status("linking"):
+        res = pipeline.link(store, backend=backend, threshold=threshold, synthetic_addresses=synthetic_addresses)
+    if as_json:
+        _emit_json(res.as_json())
+        return
+    out.print(f"{res.accounts} accounts → {res.subjects} subjects ({res.multi_account_subjects} with several accounts): "
+              f"{res.deterministic_links} deterministic, {res.probabilistic_links} probabilistic, {res.confirmed_links} confirmed links; "
+              f"{res.bundles} bundles holding {res.bundled_reports} reports")
+    for note in res.notes:
+        out.print(f"  note: {note}", highlight=False)
+    for b in store.links.bundle_list(5):
+        out.print(f"  bundle {b['id']}: {b['reports']} reports from {b['accounts']} accounts, representative {b['representative_report_id']} ({b['key_kind']})")
+
+
+def _resolve_subject(store: Store, ref: str) -> str:
+    sid = ref if ref.startswith("S-") else store.links.subject_of(ref)
+    if sid is None or store.links.subject(sid) is None:
+        err.print(f"[red]no subject or account {ref!r}[/] (run tiptriage link first)")
+        raise typer.Exit(1)
+    return sid
+
+
+@subject_app.command("show")
+def subject_show(
+    ref: Annotated[str, typer.Argument(help="A subject id (S-...) or an account key (service:id).")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A subject: its accounts, their reports, and every link with its kind, probability and evidence."""
+    store = _store()
+    subj = store.links.subject(_resolve_subject(store, ref))
+    assert subj is not None
+    if as_json:
+        _emit_json(subj)
+        return
+    out.print(f"[bold]subject {subj['id']}[/]: {subj['accounts']} accounts, {subj['reports']} reports")
+    for a in subj["account_keys"]:
+        reps = [r["report_id"] for r in subj["report_accounts"] if r["account"] == a]
+        out.print(f"  account {a}: reports {', '.join(reps)}", highlight=False)
+    for lk in subj["links"]:
+        out.print(f"  link {lk['a']} — {lk['b']}: {lk['kind']} p={lk['probability']:.4f}; " + "; ".join(lk["evidence"]), highlight=False)
+
+
+@subject_app.command("link")
+def subject_link(
+    account_a: Annotated[str, typer.Argument(help="An account key (service:id).")],
+    account_b: Annotated[str, typer.Argument(help="Another account key.")],
+    reason: Annotated[str, typer.Option(help="Why the analyst confirms these are one person.")],
+    user: Annotated[str, typer.Option(help="Who decides.")] = os.environ.get("USER", "analyst"),
+) -> None:
+    """Confirm two accounts are one person; the decision persists through every later rebuild."""
+    store = _store()
+    for a in (account_a, account_b):
+        if not store.links.known_account(a):
+            err.print(f"[red]unknown account {a!r}[/]")
+            raise typer.Exit(1)
+    store.links.decide("confirm", account_a, account_b, reason, user)
+    pipeline.link(store)
+    out.print(f"confirmed: {account_a} and {account_b} are subject {store.links.subject_of(account_a)}")
+
+
+@subject_app.command("split")
+def subject_split(
+    account: Annotated[str, typer.Argument(help="The account to cut off its subject.")],
+    reason: Annotated[str, typer.Option(help="Why the link is wrong.")],
+    user: Annotated[str, typer.Option(help="Who decides.")] = os.environ.get("USER", "analyst"),
+) -> None:
+    """Cut an account from the links nobody confirmed; the decision persists through every later rebuild."""
+    store = _store()
+    if not store.links.known_account(account):
+        err.print(f"[red]unknown account {account!r}[/]")
+        raise typer.Exit(1)
+    store.links.decide("split", account, None, reason, user)
+    pipeline.link(store)
+    out.print(f"split: {account} is now subject {store.links.subject_of(account)}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

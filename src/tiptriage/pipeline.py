@@ -5,6 +5,8 @@ Today: intake (discover → read → store, with quarantine). Later stages appen
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from collections import deque
@@ -22,6 +24,9 @@ from tiptriage.hashes.flood import FloodRule, busiest_window
 from tiptriage.hashes.matcher import HashIndexes, find_hits, resolve
 from tiptriage.intake import Document, IntakeError, Limits, Submission, iter_submissions, read
 from tiptriage.intake.discover import submissions_in_file
+from tiptriage.link.bundles import ReportFacts, build_bundles, provider_keys
+from tiptriage.link.records import account_key, build_records
+from tiptriage.link.resolve import Decisions, cluster, deterministic_links, probabilistic_links
 from tiptriage.model import HashType, Report, SourceFormat
 from tiptriage.store import QuarantineEntry, Store, report_row
 
@@ -296,6 +301,8 @@ class TriageResult:
     files_novel: int = 0
     viral_hashes: int = 0
     hashset_seq: int = 0
+    subjects: int = 0  # after linking, when anything changed
+    bundles: int = 0
 
     def as_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -367,6 +374,9 @@ def triage(store: Store, flood: FloodRule | None = None, batch: int = 5000, prog
         result.files_novel += novel
         if progress:
             progress(result.reports_matched, 0)
+    if result.file_hashes_extracted or result.reports_matched or marks:
+        lr = link(store)
+        result.subjects, result.bundles = lr.subjects, lr.bundles
     return result
 
 
@@ -378,3 +388,77 @@ def _match(store: Store, ids: list[str], idx: HashIndexes, seq: int, viral: set[
     matches, summaries = resolve(hits, entries, rows, store.file_counts(ids), viral, seq, datetime.now(UTC))
     repo.save_matches(ids, matches, summaries)
     return sum(s["known_files"] for s in summaries), sum(s["novel_files"] for s in summaries)
+
+
+# -- linking ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class LinkResult:
+    accounts: int = 0
+    subjects: int = 0
+    multi_account_subjects: int = 0
+    deterministic_links: int = 0
+    probabilistic_links: int = 0
+    confirmed_links: int = 0
+    bundles: int = 0
+    bundled_reports: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def subject_id(anchor: str) -> str:
+    """Stable while the cluster's smallest account key stays the same."""
+    return "S-" + hashlib.sha1(anchor.encode()).hexdigest()[:12]
+
+
+def link(store: Store, backend: str = "duckdb", threshold: float = 0.99, synthetic_addresses: bool = False) -> LinkResult:
+    """Rebuild subjects (people behind accounts) and bundles from every stored report.
+
+    ``synthetic_addresses`` lets documentation-range IPs (RFC 5737) count as public, for synthetic data only.
+    """
+    reports_seen: dict[str, ReportFacts] = {}
+
+    def reports() -> Iterator[Report]:
+        for r in store.iter_reports():
+            reports_seen[r.id] = ReportFacts(r.id, r.received_at, tuple(account_key(r, i) for i in range(len(r.reported_people))), provider_keys(r))
+            yield r
+
+    records, memberships = build_records(reports(), treat_documentation_as_public=synthetic_addresses)
+    det = deterministic_links(records)
+    prob, notes = probabilistic_links(records, threshold=threshold, backend=backend)
+    repo = store.links
+    decisions = Decisions()
+    for d in repo.decisions():  # in the order they were made: a later decision overrides an earlier one
+        if d["kind"] == "confirm" and d["b"]:
+            decisions.confirmed.add((min(d["a"], d["b"]), max(d["a"], d["b"])))
+        elif d["kind"] == "split":
+            decisions.split.add(d["a"])
+            decisions.confirmed = {p for p in decisions.confirmed if d["a"] not in p}
+    clusters, used = cluster(records, det + prob, decisions)
+    now = datetime.now(UTC)
+    members: dict[str, list[str]] = {}
+    for acc, anchor in clusters.items():
+        members.setdefault(anchor, []).append(acc)
+    subject_rows: list[dict[str, Any]] = []
+    member_rows: list[dict[str, Any]] = []
+    link_rows: list[dict[str, Any]] = []
+    for anchor, accs in members.items():
+        sid = subject_id(anchor)
+        subject_rows.append({"id": sid, "accounts": len(accs), "reports": len({r for a in accs for r in records[a].reports}), "built_at": now})
+        member_rows.extend({"account_key": a, "subject_id": sid} for a in accs)
+    for lk in used:
+        link_rows.append({"subject_id": subject_id(clusters[lk.a]), "a": lk.a, "b": lk.b, "kind": lk.kind,
+                          "probability": lk.probability, "evidence": json.dumps(list(lk.evidence))})
+    bundle_rows, bundle_members = build_bundles(reports_seen, store.links.viral_report_keys())
+    repo.replace_all(memberships, subject_rows, member_rows, link_rows, bundle_rows, bundle_members)
+    return LinkResult(
+        accounts=len(records), subjects=len(members), multi_account_subjects=sum(1 for v in members.values() if len(v) > 1),
+        deterministic_links=sum(1 for lk in used if lk.kind == "deterministic"),
+        probabilistic_links=sum(1 for lk in used if lk.kind == "probabilistic"),
+        confirmed_links=sum(1 for lk in used if lk.kind == "confirmed"),
+        bundles=len(bundle_rows), bundled_reports=len(bundle_members), notes=notes,
+    )
+

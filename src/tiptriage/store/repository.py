@@ -22,6 +22,7 @@ from tiptriage.store import blobs
 from tiptriage.store.bulk import insert_rows
 from tiptriage.store.db import database_url, make_engine, migrate
 from tiptriage.store.hashsets import HashSetRepository
+from tiptriage.store.links import LinkRepository
 from tiptriage.store.schema import quarantine, reports, store_meta, submission_documents, submissions
 
 
@@ -82,6 +83,10 @@ class Store:
     @property
     def hashsets(self) -> HashSetRepository:
         return HashSetRepository(self.engine)
+
+    @property
+    def links(self) -> LinkRepository:
+        return LinkRepository(self.engine)
 
     @property
     def instance_id(self) -> str:

@@ -193,3 +193,76 @@ viral_hashes = sa.Table(
     sa.Column("window_end", sa.DateTime(timezone=True), nullable=False),
     sa.Column("marked_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# -- linking: accounts, subjects, links, analysts' decisions, bundles (migration 0003) ------------------
+
+report_accounts = sa.Table(
+    "report_accounts",
+    metadata,
+    sa.Column("report_id", sa.String(128), sa.ForeignKey("reports.id"), primary_key=True),
+    sa.Column("account_key", sa.String(256), primary_key=True),
+)
+sa.Index("ix_report_accounts_account", report_accounts.c.account_key)
+
+subjects = sa.Table(
+    "subjects",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("accounts", sa.Integer, nullable=False),
+    sa.Column("reports", sa.Integer, nullable=False),
+    sa.Column("built_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+subject_accounts = sa.Table(
+    "subject_accounts",
+    metadata,
+    sa.Column("account_key", sa.String(256), primary_key=True),
+    sa.Column("subject_id", sa.String(32), nullable=False),
+)
+sa.Index("ix_subject_accounts_subject", subject_accounts.c.subject_id)
+
+account_links = sa.Table(
+    "account_links",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("subject_id", sa.String(32), nullable=False),
+    sa.Column("a", sa.String(256), nullable=False),
+    sa.Column("b", sa.String(256), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # deterministic | probabilistic | confirmed
+    sa.Column("probability", sa.Float, nullable=False),
+    sa.Column("evidence", sa.Text, nullable=False),  # JSON list of strings
+)
+sa.Index("ix_account_links_subject", account_links.c.subject_id)
+
+link_decisions = sa.Table(
+    "link_decisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # confirm | split
+    sa.Column("a", sa.String(256), nullable=False),
+    sa.Column("b", sa.String(256)),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("decided_by", sa.String(128), nullable=False),
+    sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+bundles = sa.Table(
+    "bundles",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("key_kind", sa.String(32), nullable=False),  # viral-hash | provider-batched
+    sa.Column("key_value", sa.Text, nullable=False),
+    sa.Column("representative_report_id", sa.String(128), nullable=False),
+    sa.Column("reports", sa.Integer, nullable=False),
+    sa.Column("accounts", sa.Integer, nullable=False),
+    sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
+)
+
+bundle_reports = sa.Table(
+    "bundle_reports",
+    metadata,
+    sa.Column("bundle_id", sa.String(32), primary_key=True),
+    sa.Column("report_id", sa.String(128), sa.ForeignKey("reports.id"), primary_key=True),
+)
+sa.Index("ix_bundle_reports_report", bundle_reports.c.report_id)

@@ -65,6 +65,10 @@ PLACES = [
     ("CA", "ON", "Toronto"), ("GB", "ENG", "Leeds"), ("AU", "NSW", "Sydney"), ("DE", "BE", "Berlin"),
 ]
 NET_PREFIXES = ["192.0.2.", "198.51.100.", "203.0.113."]
+# US area codes in use (NANPA); each lends the fictional lines 555-0100..0199
+AREA_CODES = [201, 202, 203, 205, 206, 207, 208, 209, 210, 212, 213, 214, 215, 216, 217, 218, 219, 224, 225, 228,
+              229, 231, 234, 239, 240, 248, 251, 252, 253, 254, 256, 260, 262, 267, 269, 270, 276, 281, 301, 302,
+              303, 304, 305, 307, 308, 309, 310, 312, 313, 314]
 EPOCH = datetime(2026, 9, 1, tzinfo=UTC)
 
 NEUTRAL = {
@@ -80,6 +84,7 @@ class SynthPerson:
     id: str
     accounts: list[dict[str, Any]] = field(default_factory=list)
     place: tuple[str, str, str] = ("US", "CA", "Sacramento")
+    display: str = ""
 
 
 @dataclass
@@ -134,9 +139,11 @@ def _people(rng: random.Random, n_reports: int) -> list[SynthPerson]:
         pid = f"P{p:07d}"
         place = rng.choice(PLACES)
         n_acc = rng.choice([2, 2, 3, 4]) if rng.random() < 0.04 else 1
-        local = f"user{p:07d}"
+        # random letters, not numbered names: unrelated people should not look alike to a fuzzy comparison
+        local = "".join(rng.choice("abcdefghijkmnopqrstuvwxyz") for _ in range(9))
         domain = rng.choice(DOMAINS)
-        area, line = rng.choice([202, 312, 512, 916, 305]), rng.randrange(100)
+        has_phone = p < len(AREA_CODES) * 100  # the fictional block holds 100 numbers per area code: keep them unique
+        area, line = (AREA_CODES[p // 100], p % 100) if has_phone else (0, 0)
         services = rng.sample(SERVICES, n_acc)
         accounts = []
         for i, svc in enumerate(services):
@@ -145,10 +152,10 @@ def _people(rng: random.Random, n_reports: int) -> list[SynthPerson]:
                 "esp_identifier": f"{svc[-1].lower()}{rng.randrange(10**9):09d}",
                 "screen_name": f"{local}_{i}" if i else local,
                 "email": _email_variant(rng, local, domain),
-                "phone": _phone_variant(rng, area, line) if rng.random() < 0.7 else None,
+                "phone": _phone_variant(rng, area, line) if has_phone and rng.random() < 0.7 else None,
                 "ip": rng.choice(NET_PREFIXES) + str(rng.randrange(1, 255)),
             })
-        people.append(SynthPerson(pid, accounts, place))
+        people.append(SynthPerson(pid, accounts, place, display=local[:4].title() + " " + local[4:].title()))
     return people
 
 
@@ -178,7 +185,7 @@ def generate(n_reports: int, seed: int = 0) -> Synthetic:
             esp_identifier=acc["esp_identifier"],
             esp_service=acc["service"],
             screen_name=acc["screen_name"],
-            display_names=[f"Display {person.id[-4:]}"],
+            display_names=[person.display],
             ip_events=[ip_ev],
             estimated_location=EstimatedLocation(country_code=country, region=region, city=city, verified=False, timestamp=incident),
         )
