@@ -102,6 +102,7 @@ def show(
         sys.stdout.write(report.model_dump_json(indent=2) + "\n")
         return
     _print_report(report)
+    _print_location(store, report_id)
     _print_matches(store, report_id)
 
 
@@ -148,6 +149,16 @@ def _print_report(r: Report) -> None:
     if r.unmapped:
         t.add_row("unmapped", ", ".join(r.unmapped))
     out.print(t)
+
+
+def _print_location(store: Store, report_id: str) -> None:
+    loc = store.links.location_of(report_id)
+    if loc is None:
+        return
+    place = ", ".join(x for x in (loc["city"], loc["region"], loc["country_code"]) if x) or "unknown"
+    out.print(f"estimated location: {place} (confidence {loc['confidence']:.2f}{', needs review' if loc['needs_review'] else ''})")
+    for ev in loc["estimate"].get("evidence", []):
+        out.print(f"  {ev['source']}: {ev['value']} (weight {ev['weight']:.2f}) {ev['detail']}", highlight=False)
 
 
 def _print_matches(store: Store, report_id: str) -> None:

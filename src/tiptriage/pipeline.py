@@ -18,6 +18,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from tiptriage.enrich.geo import GeoSources, LocationEstimate, estimate_location
 from tiptriage.hashes import formats as hs_formats
 from tiptriage.hashes.entries import HashEntry, Tombstone
 from tiptriage.hashes.flood import FloodRule, busiest_window
@@ -328,6 +329,16 @@ def file_hash_rows(report: Report) -> list[dict[str, Any]]:
     return rows
 
 
+def location_row(report: Report, geo: GeoSources) -> dict[str, Any]:
+    """Where the reported person probably is, with confidence and evidence (enrich stage)."""
+    if report.reported_people:
+        est = estimate_location(report.reported_people[0], report, geo)
+    else:
+        est = LocationEstimate(reference_time=report.incident_datetime, notes=["the report names no reported person"])
+    return {"report_id": report.id, "country_code": est.country_code, "region": est.region, "city": est.city,
+            "confidence": est.confidence, "needs_review": est.needs_review, "estimate": est.model_dump_json()}
+
+
 MATCHABLE = (HashType.MD5, HashType.SHA1, HashType.SHA256, HashType.PDQ, HashType.VPDQ)
 
 
@@ -340,8 +351,11 @@ def triage(store: Store, flood: FloodRule | None = None, batch: int = 5000, prog
     flood = flood or FloodRule()
     repo = store.hashsets
     result = TriageResult()
+    geo = GeoSources.from_env()
     while ids := repo.reports_without_file_hashes(batch):
-        rows = [r for rep in store.get_reports(ids) for r in file_hash_rows(rep)]
+        fetched = store.get_reports(ids)
+        store.links.save_locations([location_row(rep, geo) for rep in fetched])
+        rows = [r for rep in fetched for r in file_hash_rows(rep)]
         repo.add_file_hashes(rows)
         result.file_hashes_extracted += len(rows)
         bare = sorted(set(ids) - {r["report_id"] for r in rows})

@@ -131,3 +131,17 @@ def test_viral_bundles_are_complete(store: Store, synthetic: tuple[synth.Synthet
     assert sorted(b["reports"] for b in bundles) == sorted(len(v) for v in by_item.values())
     for b in bundles:
         assert b["first_seen"] <= b["last_seen"] and b["accounts"] >= 1
+
+
+def test_triage_stores_a_location_estimate_with_evidence(store: Store, tmp_path: Path) -> None:
+    data = synth.generate(60, seed=8)
+    synth.write(data, tmp_path, "xml")
+    pipeline.ingest(store, [tmp_path / "submissions"])
+    pipeline.triage(store)
+    for r in data.reports[:10]:
+        loc = store.links.location_of(r.id)
+        given = r.reported_people[0].estimated_location
+        assert loc is not None and given is not None
+        assert (loc["country_code"], loc["city"]) == (given.country_code, given.city)
+        assert loc["needs_review"] is (loc["confidence"] < 0.5)  # a weak estimate goes to review, never to a guess
+        assert "provider" in {ev["source"] for ev in loc["estimate"]["evidence"]}

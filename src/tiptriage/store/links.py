@@ -16,6 +16,7 @@ from tiptriage.store.schema import (
     link_decisions,
     report_accounts,
     report_file_hashes,
+    report_locations,
     subject_accounts,
     subjects,
     viral_hashes,
@@ -100,3 +101,17 @@ class LinkRepository:
                                                               viral_hashes.c.value == report_file_hashes.c.value))
             )
             return [(r[0], r[1], r[2]) for r in conn.execute(q)]
+
+    def save_locations(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            ids = [r["report_id"] for r in rows]
+            for i in range(0, len(ids), 500):
+                conn.execute(report_locations.delete().where(report_locations.c.report_id.in_(ids[i : i + 500])))
+            insert_rows(conn, report_locations, rows)
+
+    def location_of(self, report_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(report_locations).where(report_locations.c.report_id == report_id)).mappings().one_or_none()
+            return {**dict(r), "estimate": json.loads(r["estimate"])} if r else None

@@ -266,3 +266,15 @@ bundle_reports = sa.Table(
     sa.Column("report_id", sa.String(128), sa.ForeignKey("reports.id"), primary_key=True),
 )
 sa.Index("ix_bundle_reports_report", bundle_reports.c.report_id)
+
+report_locations = sa.Table(
+    "report_locations",
+    metadata,
+    sa.Column("report_id", sa.String(128), sa.ForeignKey("reports.id"), primary_key=True),
+    sa.Column("country_code", sa.String(8)),
+    sa.Column("region", sa.String(16)),
+    sa.Column("city", sa.Text),
+    sa.Column("confidence", sa.Float, nullable=False),
+    sa.Column("needs_review", sa.Boolean, nullable=False),
+    sa.Column("estimate", sa.Text, nullable=False),  # the LocationEstimate as JSON, with its evidence
+)
