@@ -31,6 +31,7 @@ test: lint
 	$(BIN)/pytest -q
 
 bench: $(VENV)/.test-installed
+	$(BIN)/pip install --quiet -e ".[test,bench]"
 	$(BIN)/python bench/run.py
 
 clean:

@@ -108,3 +108,26 @@ def test_hashset_import_list_and_triage(tmp_path: Path, data: Path) -> None:
     assert again["reports_matched"] == 0  # nothing new
     bad = run(["hashset", "import", str(tmp_path / "missing.csv"), "--name", "x"], db, check=False)
     assert bad.returncode == 2 and "no such file" in bad.stderr
+
+
+def test_reads_and_changes_are_audited_and_tampering_is_named(tmp_path: Path, data: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "t.db"
+    run(["ingest", str(data / "submissions")], db)
+    run(["triage"], db)
+    truth = json.loads((data / "truth.json").read_text())
+    rid = sorted(truth["reports"])[0]
+    run(["show", rid], db)
+    explained = run(["explain", rid], db).stdout
+    assert f"{rid}: tier" in explained and "source:" in explained
+    queue = json.loads(run(["queue", "--format", "json", "--limit", "5"], db).stdout)
+    assert len(queue) == 5 and queue[0]["tier"] <= queue[-1]["tier"]
+    ok = json.loads(run(["audit", "verify", "--json"], db).stdout)
+    assert ok["ok"] is True and ok["checked"] >= 5
+    with sqlite3.connect(db) as conn:
+        actions = [r[0] for r in conn.execute("select action from audit_log order by seq")]
+        assert actions[:3] == ["ingest", "assess", "read"] and actions.count("read") >= 3
+        conn.execute("update audit_log set object_id = 'someone-else' where seq = 3")
+    broken = run(["audit", "verify", "--json"], db, check=False)
+    assert broken.returncode == 1 and json.loads(broken.stdout)["first_bad_seq"] == 3

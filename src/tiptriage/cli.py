@@ -19,6 +19,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tiptriage import pipeline, synth
+from tiptriage.hashes.matcher import MAX_RADIUS
 from tiptriage.intake import Limits
 from tiptriage.intake.discover import FORMATS
 from tiptriage.model import Report
@@ -31,6 +32,10 @@ hashset_app = typer.Typer(no_args_is_help=True, help="Known-hash sets (banks): i
 app.add_typer(hashset_app, name="hashset")
 subject_app = typer.Typer(no_args_is_help=True, help="People behind accounts: show, confirm a link, split an account off.")
 app.add_typer(subject_app, name="subject")
+policy_app = typer.Typer(no_args_is_help=True, help="Priority policies (YAML): check one, compare two.")
+app.add_typer(policy_app, name="policy")
+records_app = typer.Typer(no_args_is_help=True, help="Agency records of known persons.")
+app.add_typer(records_app, name="records")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
@@ -38,6 +43,17 @@ err = Console(stderr=True)
 
 def _store() -> Store:
     return Store()
+
+
+def _user() -> str:
+    return os.environ.get("TIPTRIAGE_USER") or os.environ.get("USER") or "unknown"
+
+
+def _audit(store: Store, action: str, object_type: str | None = None, object_id: str | None = None,
+           outcome: str = "ok", **detail: object) -> None:
+    """Every read of case data and every change leaves a hash-chained audit entry."""
+    store.audit.append(_user()[:128], action, outcome, object_type=object_type, object_id=(object_id or "")[:256] or None,
+                       agency=os.environ.get("TIPTRIAGE_AGENCY"), source_address="cli", detail={k: v for k, v in detail.items() if v is not None})
 
 
 def _emit_json(data: object) -> None:
@@ -75,6 +91,8 @@ def ingest(
     start = time.perf_counter()
     result = _ingest(store, paths, fmt, Limits(max_document_bytes=max_bytes), quiet=as_json, workers=workers)
     elapsed = time.perf_counter() - start
+    _audit(store, "ingest", "submissions", ",".join(str(p) for p in paths), accepted=result.accepted,
+           duplicates=result.duplicates, quarantined=result.quarantined)
     if as_json:
         _emit_json(result.as_json())
     else:
@@ -95,6 +113,7 @@ def show(
     """Print a stored report as the canonical model (and, as text, its hash matches)."""
     store = _store()
     report = store.get_report(report_id)
+    _audit(store, "read", "report", report_id, "ok" if report is not None else "failed")
     if report is None:
         err.print(f"[red]no report {report_id!r}[/] in {os.environ.get('TIPTRIAGE_DATABASE_URL', 'sqlite:///tiptriage.db')}")
         raise typer.Exit(1)
@@ -206,6 +225,8 @@ def quarantine_show(
     """One quarantined submission: why, where, and its original documents (SHA-256, size)."""
     store = _store()
     e = store.quarantine_entry(entry_id)
+    _audit(store, "export" if save is not None else "read", "quarantine", str(entry_id), "ok" if e is not None else "failed",
+           saved_to=str(save) if save is not None else None)
     if e is None:
         err.print(f"[red]no quarantine entry {entry_id}[/]")
         raise typer.Exit(1)
@@ -352,7 +373,7 @@ def hashset_import(
     if not file.is_file():
         err.print(f"[red]no such file:[/] {file}")
         raise typer.Exit(2)
-    if max_distance is not None and not 0 <= max_distance <= 63:
+    if max_distance is not None and not 0 <= max_distance <= MAX_RADIUS:
         err.print("[red]--max-distance must be between 0 and 63[/]")
         raise typer.Exit(2)
     store = _store()
@@ -362,6 +383,7 @@ def hashset_import(
         except ValueError as exc:
             err.print(f"[red]{exc}[/]")
             raise typer.Exit(2) from None
+    _audit(store, "change", "hashset", name, path=str(file), added=res.added, updated=res.updated, removed=res.removed, refused=res.refused)
     if as_json:
         _emit_json(res.as_json())
         return
@@ -447,13 +469,16 @@ def triage(
     """Run the stages after intake on what is new: file hashes, flood protection, hash matching."""
     from tiptriage.hashes.flood import FloodRule
 
+    store = _store()
     with err.status("triage"):
-        res = pipeline.triage(_store(), FloodRule(flood_accounts, flood_days))
+        res = pipeline.triage(store, FloodRule(flood_accounts, flood_days))
+    _audit(store, "assess", "reports", "all", matched=res.reports_matched, assessed=res.assessed)
     if as_json:
         _emit_json(res.as_json())
         return
     out.print(f"matched {res.reports_matched} reports against hash sets (import #{res.hashset_seq}): "
-              f"{res.files_known} known files, {res.files_novel} novel files; {res.viral_hashes} viral hashes")
+              f"{res.files_known} known files, {res.files_novel} novel files; {res.viral_hashes} viral hashes; "
+              f"assessed {res.assessed}: " + ", ".join(f"tier {k}: {v}" for k, v in res.by_tier.items()))
 
 
 @app.command("link")
@@ -500,6 +525,7 @@ def subject_show(
     store = _store()
     subj = store.links.subject(_resolve_subject(store, ref))
     assert subj is not None
+    _audit(store, "read", "subject", subj["id"])
     if as_json:
         _emit_json(subj)
         return
@@ -525,6 +551,7 @@ def subject_link(
             err.print(f"[red]unknown account {a!r}[/]")
             raise typer.Exit(1)
     store.links.decide("confirm", account_a, account_b, reason, user)
+    _audit(store, "decide", "link", f"{account_a}|{account_b}", decision="confirm", reason=reason[:500])
     pipeline.link(store)
     out.print(f"confirmed: {account_a} and {account_b} are subject {store.links.subject_of(account_a)}")
 
@@ -541,8 +568,153 @@ def subject_split(
         err.print(f"[red]unknown account {account!r}[/]")
         raise typer.Exit(1)
     store.links.decide("split", account, None, reason, user)
+    _audit(store, "decide", "link", account, decision="split", reason=reason[:500])
     pipeline.link(store)
     out.print(f"split: {account} is now subject {store.links.subject_of(account)}")
+
+
+@app.command()
+def explain(
+    report_id: Annotated[str, typer.Argument(help="The report id.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Why a report has its tier and score: every rule that fired, its points, reason, source and evidence."""
+    store = _store()
+    a = store.assessments.get(report_id)
+    _audit(store, "read", "assessment", report_id, "ok" if a is not None else "failed")
+    if a is None:
+        err.print(f"[red]no assessment for {report_id!r}[/] (is the report stored? run tiptriage triage)")
+        raise typer.Exit(1)
+    if as_json:
+        _emit_json(a)
+        return
+    out.print(f"[bold]{report_id}: tier {a['tier']}, score {a['score']}[/] under policy {a['policy_name']} {a['policy_version']} "
+              f"(assessed {a['assessed_at']})")
+    for f in a["fired"]:
+        effect = ", ".join(x for x in (f"tier at least {f['tier_floor']}" if f.get("tier_floor") else "",
+                                       f"tier at most {f['tier_cap']}" if f.get("tier_cap") else "",
+                                       f"{f['points']:+d} points" if f.get("points") else "") if x)
+        out.print(f"  [bold]{f['rule_id']}[/] ({effect}): {f['reason']}", highlight=False)
+        out.print(f"      source: {f['source']}", highlight=False)
+        for ev in f["evidence"][:8]:
+            out.print(f"      evidence: {ev}", highlight=False)
+    if not a["fired"]:
+        out.print("  no rule fired: the policy's default tier applies")
+
+
+@app.command()
+def queue(
+    limit: Annotated[int, typer.Option(help="How many reports.")] = 25,
+    fmt: Annotated[str, typer.Option("--format", help="table | json | csv")] = "table",
+) -> None:
+    """Assessed reports, most urgent first (tier, then score, then oldest), with their reasons."""
+    store = _store()
+    rows = store.assessments.queue(limit)
+    _audit(store, "read", "queue", "all", rows=len(rows), format=fmt)
+    if fmt == "json":
+        _emit_json([{k: r[k] for k in ("report_id", "tier", "score", "incident_type", "received_at", "reasons", "policy_version")} for r in rows])
+    elif fmt == "csv":
+        import csv as csv_module
+
+        w = csv_module.writer(sys.stdout)
+        w.writerow(["report_id", "tier", "score", "incident_type", "received_at", "reasons"])
+        for r in rows:
+            w.writerow([r["report_id"], r["tier"], r["score"], r["incident_type"], r["received_at"], " | ".join(r["reasons"])])
+    elif fmt == "table":
+        t = Table()
+        for col in ("report", "tier", "score", "incident type", "received"):
+            t.add_column(col, no_wrap=True)
+        t.add_column("why (tiptriage explain REPORT for all of it)", overflow="ellipsis", no_wrap=True)
+        for r in rows:
+            t.add_row(r["report_id"], str(r["tier"]), str(r["score"]), r["incident_type"][:24], str(r["received_at"])[:10], "; ".join(r["reasons"][:2]))
+        out.print(t)
+    else:
+        err.print("[red]--format must be table, json or csv[/]")
+        raise typer.Exit(2)
+
+
+@policy_app.command("check")
+def policy_check(file: Annotated[Path, typer.Argument(help="A policy YAML file.")]) -> None:
+    """Validate a policy: every error names its place in the file."""
+    from tiptriage.assess.policy import check_policy, load_policy
+
+    errors = check_policy(file)
+    if errors:
+        for e in errors:
+            err.print(f"[red]{file}: {e}[/]", highlight=False)
+        raise typer.Exit(1)
+    policy, version = load_policy(file.read_text("utf-8"))
+    out.print(f"{file}: valid policy {policy.name!r} version {policy.version} ({version}), {len(policy.rules)} rules")
+
+
+@policy_app.command("diff")
+def policy_diff(
+    a: Annotated[Path, typer.Argument(help="The current policy.")],
+    b: Annotated[Path, typer.Argument(help="The proposed policy.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """How the ranking of the stored reports would change from policy A to policy B."""
+    from tiptriage.assess.policy import Indicator, diff_rankings, load_policy
+
+    pa, _ = load_policy(a.read_text("utf-8"))
+    pb, _ = load_policy(b.read_text("utf-8"))
+    store = _store()
+    reports = []
+    for rid in store.report_ids():
+        got = store.assessments.get(rid)
+        if got is not None:
+            reports.append((rid, {k: Indicator.model_validate(v) for k, v in got["indicators"].items()}))
+    result = diff_rankings(pa, pb, reports)
+    if as_json:
+        _emit_json(result)
+        return
+    out.print_json(json.dumps(result, default=str))
+
+
+@records_app.command("import")
+def records_import(file: Annotated[Path, typer.Argument(help="CSV of known persons.")]) -> None:
+    """Import agency records (access to children, prior contact offences) matched by normalised identifiers."""
+    store = _store()
+    n, refusals = pipeline.import_records(store, file)
+    _audit(store, "change", "agency_records", str(file), stored=n, refused=len(refusals))
+    out.print(f"stored {n} record keys; refused {len(refusals)}")
+    for r in refusals[:20]:
+        out.print(f"  {r}", highlight=False)
+
+
+@app.command()
+def evaluate(
+    truth: Annotated[Path, typer.Option("--truth", help="truth.json written by tiptriage generate.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """How well the stored assessments put the planted live-victim classes first (against arrival order)."""
+    result = pipeline.evaluate_truth(_store(), json.loads(truth.read_text("utf-8")))
+    if as_json:
+        _emit_json(result)
+        return
+    t = Table("class", "reports", "tier 1", "tier 2", "tier 3", "tier 4", "median queue position", "FIFO median position")
+    for k, v in result["classes"].items():
+        t.add_row(k, str(v["reports"]), *[str(v["tiers"].get(str(i), 0)) for i in (1, 2, 3, 4)], f"{v['median_position']:.0%}", f"{v['fifo_median_position']:.0%}")
+    out.print(t)
+    out.print(f"live-victim classes in tiers 1–2: recall {result['live_victim_recall_tier12']:.3f}, precision {result['live_victim_precision_tier12']:.3f}")
+
+
+audit_app = typer.Typer(no_args_is_help=True, help="The append-only, hash-chained audit log.")
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Check the whole chain: any edit, deletion, insertion or reordering is found and the first bad entry named."""
+    result = _store().audit.verify()
+    if as_json:
+        _emit_json({"ok": result.ok, "checked": result.checked, "first_bad_seq": result.first_bad_seq, "problem": result.problem})
+    elif result.ok:
+        out.print(f"audit log intact: {result.checked} entries verified")
+    else:
+        out.print(f"[red]audit log broken at entry {result.first_bad_seq}: {result.problem}[/] ({result.checked} entries verified before it)")
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -14,11 +14,15 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import resources
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from tiptriage.assess.indicators import Context, extract
+from tiptriage.assess.policy import evaluate, load_policy
 from tiptriage.enrich.geo import GeoSources, LocationEstimate, estimate_location
+from tiptriage.enrich.identifiers import account_identifiers, esp_account_key, normalize_email, normalize_phone, normalize_username
 from tiptriage.hashes import formats as hs_formats
 from tiptriage.hashes.entries import HashEntry, Tombstone
 from tiptriage.hashes.flood import FloodRule, busiest_window
@@ -304,6 +308,8 @@ class TriageResult:
     hashset_seq: int = 0
     subjects: int = 0  # after linking, when anything changed
     bundles: int = 0
+    assessed: int = 0
+    by_tier: dict[str, int] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -342,11 +348,13 @@ def location_row(report: Report, geo: GeoSources) -> dict[str, Any]:
 MATCHABLE = (HashType.MD5, HashType.SHA1, HashType.SHA256, HashType.PDQ, HashType.VPDQ)
 
 
-def triage(store: Store, flood: FloodRule | None = None, batch: int = 5000, progress: Progress | None = None) -> TriageResult:
-    """Run the stages after intake on what is new: file hashes, flood protection, hash matching.
+def triage(store: Store, flood: FloodRule | None = None, batch: int = 5000, progress: Progress | None = None,
+           policy_path: Path | None = None) -> TriageResult:
+    """Run the stages after intake on what is new: places and file hashes (enrich), flood protection,
+    hash matching, linking, assessment.
 
     Reports matched before the newest hash-set import are matched again, so a hash-set update reaches
-    the stored reports on the next run.
+    the stored reports on the next run; when anything new was linked every report is assessed again.
     """
     flood = flood or FloodRule()
     repo = store.hashsets
@@ -391,13 +399,19 @@ def triage(store: Store, flood: FloodRule | None = None, batch: int = 5000, prog
     if result.file_hashes_extracted or result.reports_matched or marks:
         lr = link(store)
         result.subjects, result.bundles = lr.subjects, lr.bundles
+        # linked information changed what is known about earlier reports too: assess them all again
+        ar = assess(store, policy_path)
+    else:
+        ar = assess(store, policy_path, only_stale=True)
+    result.assessed, result.by_tier = ar.assessed, {str(k): v for k, v in sorted(ar.by_tier.items())}
     return result
 
 
 def _match(store: Store, ids: list[str], idx: HashIndexes, seq: int, viral: set[tuple[str, str]]) -> tuple[int, int]:
     repo = store.hashsets
     rows = repo.file_hashes_for(ids)
-    hits = find_hits(rows, idx)
+    radius = max((b.max_distance for b in repo.banks()), default=31)
+    hits = find_hits(rows, idx, radius)
     entries = repo.entries_by_id(h.entry_id for h in hits)
     matches, summaries = resolve(hits, entries, rows, store.file_counts(ids), viral, seq, datetime.now(UTC))
     repo.save_matches(ids, matches, summaries)
@@ -476,3 +490,142 @@ def link(store: Store, backend: str = "duckdb", threshold: float = 0.99, synthet
         bundles=len(bundle_rows), bundled_reports=len(bundle_members), notes=notes,
     )
 
+
+
+# -- assessment -------------------------------------------------------------------------------------
+
+DEFAULT_POLICY = "policy_default.yaml"
+
+
+def policy_text(path: Path | None = None) -> str:
+    if path is not None:
+        return path.read_text("utf-8")
+    return resources.files("tiptriage.data").joinpath(DEFAULT_POLICY).read_text("utf-8")
+
+
+def record_keys(report: Report) -> set[str]:
+    """Normalised identifiers of a report's reported people, in the form agency records are keyed by."""
+    kinds = {"email": "email", "phone": "phone", "username": "username", "esp_account": "account"}
+    return {f"{kinds[i.kind]}:{i.value}" for i in account_identifiers(report) if i.kind in kinds and i.linkable and i.path.startswith("reported_people")}
+
+
+@dataclass
+class AssessResult:
+    assessed: int = 0
+    by_tier: dict[int, int] = field(default_factory=dict)
+    policy_name: str = ""
+    policy_version: str = ""
+
+    def as_json(self) -> dict[str, object]:
+        return {"assessed": self.assessed, "by_tier": {str(k): v for k, v in sorted(self.by_tier.items())},
+                "policy_name": self.policy_name, "policy_version": self.policy_version}
+
+
+def assess(store: Store, policy_path: Path | None = None, now: datetime | None = None, batch: int = 2000, only_stale: bool = False) -> AssessResult:
+    """Indicators → policy → tier, score and reasons for stored reports (all of them, or those not yet
+    assessed under this policy version). Linked information is read fresh, so re-running after new
+    reports arrive re-assesses with it."""
+    policy, version = load_policy(policy_text(policy_path))
+    now = now or datetime.now(UTC)
+    repo = store.assessments
+    result = AssessResult(policy_name=policy.name, policy_version=version)
+    ids_iter: Iterator[list[str]]
+    if only_stale:
+        def stale() -> Iterator[list[str]]:
+            while ids := repo.unassessed_or_stale(batch, version):
+                yield ids
+        ids_iter = stale()
+    else:
+        all_ids = store.report_ids()
+        ids_iter = iter([all_ids[i : i + batch] for i in range(0, len(all_ids), batch)])
+    for ids in ids_iter:
+        ctx_rows = repo.context_rows(ids)
+        rows = []
+        for report in store.get_reports(ids):
+            c = ctx_rows[report.id]
+            ctx = Context(hash_summary=c.get("hash_summary"), matches=c["matches"], subject_id=c.get("subject_id"),
+                          subject_reports=c["subject_reports"], subject_services=c["subject_services"], bundle=c.get("bundle"),
+                          location=c.get("location"), records=repo.records_for(record_keys(report)))
+            indicators = extract(report, ctx, now)
+            a = evaluate(policy, indicators)
+            rows.append({
+                "report_id": report.id, "tier": a.tier, "score": a.score, "policy_name": policy.name, "policy_version": version,
+                "fired": json.dumps([f.model_dump() for f in a.fired]),
+                "indicators": json.dumps({k: v.model_dump() for k, v in indicators.items()}),
+                "assessed_at": now,
+            })
+            result.by_tier[a.tier] = result.by_tier.get(a.tier, 0) + 1
+        repo.save(rows)
+        result.assessed += len(rows)
+    return result
+
+
+def import_records(store: Store, path: Path) -> tuple[int, list[str]]:
+    """Agency records of known persons (CSV: record_id, agency, email, phone, username, service,
+    esp_identifier, country, access_to_children, prior_contact_offence). Returns (keys stored, refusals)."""
+    import csv as csv_module
+
+    rows: list[dict[str, Any]] = []
+    refusals: list[str] = []
+    with path.open(newline="", encoding="utf-8") as f:
+        for n, rec in enumerate(csv_module.DictReader(f), start=2):
+            rid = (rec.get("record_id") or "").strip()
+            if not rid:
+                refusals.append(f"{path}: line {n}: missing record_id")
+                continue
+            flags = {}
+            for col in ("access_to_children", "prior_contact_offence"):
+                v = (rec.get(col) or "").strip().lower()
+                if v not in ("true", "false", "yes", "no", "1", "0", ""):
+                    refusals.append(f"{path}: line {n}, column {col}: {v[:20]!r} is not true or false")
+                    break
+                flags[col] = v in ("true", "yes", "1")
+            else:
+                keys = []
+                if (e := rec.get("email")) and (ne := normalize_email(e)):
+                    keys.append(f"email:{ne.value}")
+                if (p := rec.get("phone")) and (np_ := normalize_phone(p, (rec.get("country") or "US").strip() or None)):
+                    keys.append(f"phone:{np_.value}")
+                if u := (rec.get("username") or "").strip():
+                    keys.append(f"username:{normalize_username(u)}")
+                if i := (rec.get("esp_identifier") or "").strip():
+                    keys.append(f"account:{esp_account_key(rec.get('service'), i)}")
+                if not keys:
+                    refusals.append(f"{path}: line {n}: no usable identifier (email, phone, username or service + esp_identifier)")
+                    continue
+                for k, key in enumerate(keys):
+                    rows.append({"record_id": rid if k == 0 else f"{rid}#{k}", "agency": rec.get("agency") or None, "key": key, **flags})
+    store.assessments.import_records(rows)
+    return len(rows), refusals
+
+
+def evaluate_truth(store: Store, truth: dict[str, Any]) -> dict[str, Any]:
+    """Per planted class: tiers and median queue position, against arrival order (FIFO)."""
+    from tiptriage.synth import LIVE_VICTIM_CLASSES
+
+    queue_rows = store.assessments.queue()
+    n = max(1, len(queue_rows))
+    position = {r["report_id"]: i / n for i, r in enumerate(queue_rows)}
+    tier = {r["report_id"]: r["tier"] for r in queue_rows}
+    fifo = sorted(queue_rows, key=lambda r: (r["received_at"], r["report_id"]))
+    fifo_pos = {r["report_id"]: i / n for i, r in enumerate(fifo)}
+    classes: dict[str, Any] = {}
+    for rid, t in truth["reports"].items():
+        if rid not in tier:
+            continue
+        c = classes.setdefault(t["class"], {"reports": 0, "tiers": {}, "_pos": [], "_fifo": []})
+        c["reports"] += 1
+        c["tiers"][str(tier[rid])] = c["tiers"].get(str(tier[rid]), 0) + 1
+        c["_pos"].append(position[rid])
+        c["_fifo"].append(fifo_pos[rid])
+    for c in classes.values():
+        pos, ff = sorted(c.pop("_pos")), sorted(c.pop("_fifo"))
+        c["median_position"], c["fifo_median_position"] = pos[len(pos) // 2], ff[len(ff) // 2]
+    live = {rid for rid, t in truth["reports"].items() if t["class"] in LIVE_VICTIM_CLASSES and rid in tier}
+    urgent = {rid for rid, t in tier.items() if t <= 2}
+    return {
+        "assessed": len(queue_rows),
+        "classes": dict(sorted(classes.items(), key=lambda kv: kv[1]["median_position"])),
+        "live_victim_recall_tier12": len(live & urgent) / max(1, len(live)),
+        "live_victim_precision_tier12": len(live & urgent) / max(1, len(urgent)),
+    }

@@ -150,6 +150,12 @@ def normalize_email(raw: str) -> NormalizedEmail | None:
         if spec.canonical_domain and spec.canonical_domain != domain:
             domain = spec.canonical_domain
             rules.append(f"domain:{spec.provider}")
+    if local != folded_local:
+        try:  # a rule must never turn a valid address into an invalid one (e.g. "0.+x" → "0.")
+            validate_email(f"{local}@{domain}", check_deliverability=False, allow_smtputf8=True)
+        except EmailNotValidError:
+            local = folded_local
+            rules = [r for r in rules if not r.startswith(("subaddress:", "dots:"))]
     return NormalizedEmail(value=f"{local}@{domain}", original=raw, rules_applied=rules)
 
 

@@ -19,6 +19,8 @@ import sqlalchemy as sa
 from tiptriage.intake import IntakeError, Submission
 from tiptriage.model import Report
 from tiptriage.store import blobs
+from tiptriage.store.assessments import AssessmentRepository
+from tiptriage.store.audit import AuditRepository
 from tiptriage.store.bulk import insert_rows
 from tiptriage.store.db import database_url, make_engine, migrate
 from tiptriage.store.hashsets import HashSetRepository
@@ -83,6 +85,14 @@ class Store:
     @property
     def hashsets(self) -> HashSetRepository:
         return HashSetRepository(self.engine)
+
+    @property
+    def audit(self) -> AuditRepository:
+        return AuditRepository(self.engine)
+
+    @property
+    def assessments(self) -> AssessmentRepository:
+        return AssessmentRepository(self.engine)
 
     @property
     def links(self) -> LinkRepository:

@@ -278,3 +278,31 @@ report_locations = sa.Table(
     sa.Column("needs_review", sa.Boolean, nullable=False),
     sa.Column("estimate", sa.Text, nullable=False),  # the LocationEstimate as JSON, with its evidence
 )
+
+# -- assessment and agency records (migration 0004) --------------------------------------------------
+
+agency_records = sa.Table(
+    "agency_records",
+    metadata,
+    sa.Column("record_id", sa.String(128), primary_key=True),
+    sa.Column("agency", sa.Text),
+    sa.Column("key", sa.String(320), nullable=False),  # a normalised identifier: email:..., phone:..., username:..., account:...
+    sa.Column("access_to_children", sa.Boolean, nullable=False),
+    sa.Column("prior_contact_offence", sa.Boolean, nullable=False),
+    sa.Column("imported_at", sa.DateTime(timezone=True), nullable=False),
+)
+sa.Index("ix_agency_records_key", agency_records.c.key)
+
+assessments = sa.Table(
+    "assessments",
+    metadata,
+    sa.Column("report_id", sa.String(128), sa.ForeignKey("reports.id"), primary_key=True),
+    sa.Column("tier", sa.Integer, nullable=False),
+    sa.Column("score", sa.Integer, nullable=False),
+    sa.Column("policy_name", sa.Text, nullable=False),
+    sa.Column("policy_version", sa.String(32), nullable=False),
+    sa.Column("fired", sa.Text, nullable=False),  # JSON: the rules that fired with their evidence
+    sa.Column("indicators", sa.Text, nullable=False),  # JSON: every indicator with its evidence
+    sa.Column("assessed_at", sa.DateTime(timezone=True), nullable=False),
+)
+sa.Index("ix_assessments_queue", assessments.c.tier, assessments.c.score)

@@ -69,7 +69,7 @@ NET_PREFIXES = ["192.0.2.", "198.51.100.", "203.0.113."]
 AREA_CODES = [201, 202, 203, 205, 206, 207, 208, 209, 210, 212, 213, 214, 215, 216, 217, 218, 219, 224, 225, 228,
               229, 231, 234, 239, 240, 248, 251, 252, 253, 254, 256, 260, 262, 267, 269, 270, 276, 281, 301, 302,
               303, 304, 305, 307, 308, 309, 310, 312, 313, 314]
-EPOCH = datetime(2026, 9, 1, tzinfo=UTC)
+EPOCH = datetime(2026, 8, 1, tzinfo=UTC)  # the 90-day window ends before today, so no incident lies in the future
 
 NEUTRAL = {
     "imminent_danger": "Escalated by the provider: a minor may be at risk of imminent harm (category code IMM-1).",

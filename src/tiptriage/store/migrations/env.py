@@ -7,6 +7,7 @@ import os
 import sqlalchemy as sa
 from alembic import context
 
+import tiptriage.store.audit  # noqa: F401  (registers the audit tables on the shared metadata)
 from tiptriage.store.schema import metadata
 
 config = context.config

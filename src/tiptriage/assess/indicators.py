@@ -1,0 +1,162 @@
+"""Indicators: facts derived from a report, its files' match results, its subject and agency records.
+
+Each indicator carries evidence pointers (which element, which file, which linked report), so that a
+rule that fires can say exactly why. Definitions that are our own choices are stated here:
+
+- age bands: under 3 infant/toddler, 3–11 prepubescent, 12–17 pubescent (the industry scale's A/B
+  letters mean prepubescent/pubescent as judged by the provider; an A1/A2 file counts as prepubescent);
+- a video counts as 75 images, as the US Sentencing Guidelines §2G2.2 application note does
+  (../shared/reference/research/ussg_2g2_2.csv); a file is a video by its extension or a vPDQ hash;
+- offence kinds, from fields: *production* — a file unknown to every bank that the reported account
+  uploaded (an upload event or time on the file) and that the provider did not mark as a meme or viral;
+  *distribution* — a file publicly available, or files sent to intended recipients; *possession* — files
+  held by the account otherwise; *viewing* — live streaming, or a web-page incident without files;
+- planned meeting: a neutral phrase rule (``data/meeting_phrases.json``) over the escalation text and
+  the additional information, or a non-internet incident location given by the provider.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from tiptriage.assess.policy import Indicator
+from tiptriage.model import (
+    EventName,
+    FileAnnotation,
+    HashType,
+    IncidentType,
+    IndustryClassification,
+    NonInternetIncident,
+    Report,
+    ReportAnnotation,
+    WebPageIncident,
+)
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".wmv", ".webm", ".3gp", ".m4v", ".flv", ".mpg", ".mpeg")
+IMAGES_PER_VIDEO = 75
+
+
+@dataclass
+class Context:
+    """What later stages know about a report, gathered by the pipeline from the store."""
+
+    hash_summary: dict[str, Any] | None = None
+    matches: list[dict[str, Any]] = field(default_factory=list)
+    subject_id: str | None = None
+    subject_reports: list[str] = field(default_factory=list)
+    subject_services: list[str] = field(default_factory=list)
+    bundle: dict[str, Any] | None = None
+    location: dict[str, Any] | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)  # agency records of known persons that match
+
+
+@cache
+def meeting_patterns() -> list[re.Pattern[str]]:
+    raw = json.loads(resources.files("tiptriage.data").joinpath("meeting_phrases.json").read_text("utf-8"))
+    return [re.compile(p, re.IGNORECASE) for p in raw["patterns"]]
+
+
+def _band(age: int) -> str:
+    if age < 3:
+        return "infant_toddler"
+    if age < 12:
+        return "prepubescent"
+    return "pubescent"
+
+
+def extract(report: Report, ctx: Context, now: datetime) -> dict[str, Indicator]:
+    out: dict[str, Indicator] = {}
+    rid = report.id
+
+    def put(name: str, value: bool | int | float | str | None, *evidence: str) -> None:
+        out[name] = Indicator(name=name, value=value, evidence=list(evidence))
+
+    put("escalated", report.is_escalated, f"report {rid} /incident_summary/escalate_to_high_priority" if report.is_escalated else f"report {rid}: no escalation text")
+    ann = set(report.report_annotations)
+    for name, a in (("sextortion", ReportAnnotation.SEXTORTION), ("csam_solicitation", ReportAnnotation.CSAM_SOLICITATION),
+                    ("minor_to_minor", ReportAnnotation.MINOR_TO_MINOR_INTERACTION),
+                    ("sadistic_online_exploitation", ReportAnnotation.SADISTIC_ONLINE_EXPLOITATION),
+                    ("informational", ReportAnnotation.INFORMATIONAL), ("spam", ReportAnnotation.SPAM)):
+        put(name, a in ann, f"report {rid} /incident_summary/report_annotations/{a.value}" if a in ann else f"report {rid}: annotation {a.value} absent")
+    put("incident_type", report.incident_type.value, f"report {rid} /incident_summary/incident_type")
+    put("enticement", report.incident_type is IncidentType.ONLINE_ENTICEMENT, f"report {rid} /incident_summary/incident_type")
+
+    texts = [(p, t) for p, t in (("escalate_to_high_priority", report.escalate_to_high_priority), ("additional_info", report.additional_info)) if t]
+    meeting = [f"report {rid} /{p} matches phrase rule {pat.pattern!r}" for p, t in texts for pat in meeting_patterns() if pat.search(t)]
+    meeting += [f"report {rid} /internet_details[{i}] non-internet incident location" for i, d in enumerate(report.internet_details)
+                if isinstance(d, NonInternetIncident) and (d.location_name or d.incident_addresses)]
+    put("planned_meeting", bool(meeting), *meeting)
+
+    ages = [(f"victims[{i}]", v.person.age) for i, v in enumerate(report.victims) if v.person and v.person.age is not None]
+    ages += [(f"intended_recipients[{i}]", a.person.age) for i, a in enumerate(report.intended_recipients) if a.person and a.person.age is not None]
+    ages = [(p, a) for p, a in ages if a < 18]
+    if ages:
+        path, youngest = min(ages, key=lambda x: x[1])
+        put("victim_age_min", youngest, f"report {rid} /{path}/person/age = {youngest}")
+        put("victim_band", _band(youngest), f"report {rid} /{path}/person/age = {youngest}")
+    else:
+        put("victim_band", "unknown", f"report {rid}: no victim or recipient age")
+
+    files = report.files
+    ic = [(f.file_id, f.industry_classification) for f in files if f.industry_classification]
+    put("industry_a1", any(c is IndustryClassification.A1 for _, c in ic), *[f"file {fid} industry classification {c.value}" for fid, c in ic if c is IndustryClassification.A1])
+    pre = [(fid, c) for fid, c in ic if c in (IndustryClassification.A1, IndustryClassification.A2)]
+    put("industry_prepubescent", bool(pre), *[f"file {fid} industry classification {c.value}" for fid, c in pre])
+    for name, fa in (("file_infant", FileAnnotation.INFANT), ("file_physical_harm", FileAnnotation.PHYSICAL_HARM),
+                     ("file_live_streaming", FileAnnotation.LIVE_STREAMING), ("file_self_production", FileAnnotation.POSSIBLE_SELF_PRODUCTION),
+                     ("file_generative_ai", FileAnnotation.GENERATIVE_AI), ("file_anime", FileAnnotation.ANIME_DRAWING_VIRTUAL_HENTAI)):
+        hit = [f.file_id for f in files if fa in f.annotations]
+        put(name, bool(hit), *[f"file {fid} annotation {fa.value}" for fid in hit])
+    meme = [f.file_id for f in files if {FileAnnotation.POTENTIAL_MEME, FileAnnotation.VIRAL} & set(f.annotations)]
+    put("file_meme_or_viral", bool(meme) or report.batched_report_reason is not None,
+        *[f"file {fid} annotated potentialMeme/viral" for fid in meme], *([f"report {rid} /batched_report_reason"] if report.batched_report_reason else []))
+
+    matched = {m["file_id"] for m in ctx.matches if m["suppressed_by"] is None}
+    hashed = {f.file_id for f in files if any(h.hash_type in (HashType.MD5, HashType.SHA1, HashType.SHA256, HashType.PDQ, HashType.VPDQ) for h in f.hashes)}
+    novel = hashed - matched if ctx.hash_summary is not None else set()
+    uploaded = {f.file_id for f in files if f.uploaded_at is not None or (f.ip_event is not None and f.ip_event.event_name is EventName.UPLOAD)}
+    novel_uploaded = sorted((novel & uploaded) - set(meme))
+    put("novel_uploaded_files", len(novel_uploaded), *[f"file {fid}: no match in any bank; uploaded by the reported account" for fid in novel_uploaded])
+    put("known_files", len(matched), *[f"file {m['file_id']} matched bank {m['bank']} ({m['match_type']}, distance {m['distance']})" for m in ctx.matches if m["suppressed_by"] is None][:20])
+    unident = [m for m in ctx.matches if m["suppressed_by"] is None and m["series"] and m["victim_identified"] is False]
+    put("unidentified_victim_series", bool(unident), *[f"file {m['file_id']} matched series {m['series']} in bank {m['bank']}: victim not identified" for m in unident])
+
+    videos = [f.file_id for f in files if (f.original_file_name or "").lower().endswith(VIDEO_EXTENSIONS) or f.hash_of(HashType.VPDQ)]
+    images = len(files) - len(videos)
+    put("image_equivalents", images + IMAGES_PER_VIDEO * len(videos), f"report {rid}: {images} images + {len(videos)} videos × {IMAGES_PER_VIDEO}")
+
+    production = bool(novel_uploaded)
+    public = [f.file_id for f in files if f.publicly_available]
+    distribution = bool(public) or (bool(files) and bool(report.intended_recipients))
+    viewing = bool(out["file_live_streaming"].value) or (not files and any(isinstance(d, WebPageIncident) for d in report.internet_details))
+    put("offence_production", production, *out["novel_uploaded_files"].evidence)
+    put("offence_distribution", distribution, *([f"file {fid} publicly available" for fid in public] or ([f"report {rid}: files sent to intended recipients"] if distribution else [])))
+    put("offence_possession", bool(files) and not production and not distribution, f"report {rid}: {len(files)} files held by the account")
+    put("offence_viewing", viewing, f"report {rid}: live streaming or a web page without files" if viewing else f"report {rid}: not viewing only")
+
+    days = max(0, (now - report.incident_datetime).days)
+    put("days_since_incident", days, f"report {rid} /incident_summary/incident_datetime {report.incident_datetime.isoformat()}")
+
+    prior = [r for acc in report.reported_people for r in acc.prior_report_ids]
+    others = [r for r in ctx.subject_reports if r != rid]
+    put("repeat_subject", bool(others or prior), *[f"linked report {r} (subject {ctx.subject_id})" for r in others[:20]],
+        *[f"report {rid} names prior CyberTipline report {p}" for p in prior])
+    put("subject_reports", len(set(ctx.subject_reports) | {rid}), f"subject {ctx.subject_id}" if ctx.subject_id else f"report {rid}: not linked")
+    put("subject_services", len(set(ctx.subject_services)), *[f"service {s}" for s in sorted(set(ctx.subject_services))])
+    put("viral_bundle", ctx.bundle is not None, *([f"bundle {ctx.bundle['id']}: {ctx.bundle['reports']} reports, representative {ctx.bundle['representative_report_id']}"] if ctx.bundle else []))
+    loc = ctx.location
+    if loc is not None:
+        place = ", ".join(x for x in (loc["city"], loc["region"], loc["country_code"]) if x) or "unknown"
+        put("location_resolved", not loc["needs_review"], f"estimated location {place}, confidence {loc['confidence']:.2f}")
+        put("location_confidence", float(loc["confidence"]), f"estimated location {place}")
+    access = [r for r in ctx.records if r.get("access_to_children")]
+    contact = [r for r in ctx.records if r.get("prior_contact_offence")]
+    put("access_to_children", bool(access), *[f"agency record {r['record_id']} ({r['matched_on']})" for r in access])
+    put("prior_contact_offence", bool(contact), *[f"agency record {r['record_id']} ({r['matched_on']})" for r in contact])
+    return out

@@ -1,0 +1,131 @@
+"""Assessments (tier, score, the rules that fired, the indicators) and agency records of known persons."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from tiptriage.store.bulk import insert_rows
+from tiptriage.store.schema import (
+    agency_records,
+    assessments,
+    bundle_reports,
+    bundles,
+    file_matches,
+    report_accounts,
+    report_hash_summary,
+    report_locations,
+    reports,
+    subject_accounts,
+)
+
+
+class AssessmentRepository:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def import_records(self, rows: list[dict[str, Any]]) -> None:
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            ids = sorted({r["record_id"] for r in rows})
+            for i in range(0, len(ids), 500):
+                conn.execute(agency_records.delete().where(agency_records.c.record_id.in_(ids[i : i + 500])))
+            insert_rows(conn, agency_records, [{**r, "imported_at": now} for r in rows])
+
+    def records_for(self, keys: set[str]) -> list[dict[str, Any]]:
+        if not keys:
+            return []
+        with self.engine.connect() as conn:
+            q = sa.select(agency_records).where(agency_records.c.key.in_(sorted(keys)))
+            return [{**dict(r), "matched_on": r["key"]} for r in conn.execute(q).mappings()]
+
+    def context_rows(self, report_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Per report: hash summary, matches, subject and its reports/services, bundle, location."""
+        out: dict[str, dict[str, Any]] = {r: {"matches": [], "subject_reports": [], "subject_services": []} for r in report_ids}
+        with self.engine.connect() as conn:
+            for r in conn.execute(sa.select(report_hash_summary).where(report_hash_summary.c.report_id.in_(report_ids))).mappings():
+                out[r["report_id"]]["hash_summary"] = dict(r)
+            for r in conn.execute(sa.select(file_matches).where(file_matches.c.report_id.in_(report_ids))).mappings():
+                out[r["report_id"]]["matches"].append(dict(r))
+            for r in conn.execute(sa.select(report_locations).where(report_locations.c.report_id.in_(report_ids))).mappings():
+                out[r["report_id"]]["location"] = dict(r)
+            q = (
+                sa.select(bundle_reports.c.report_id, bundles)
+                .select_from(bundle_reports.join(bundles, bundles.c.id == bundle_reports.c.bundle_id))
+                .where(bundle_reports.c.report_id.in_(report_ids))
+            )
+            for r in conn.execute(q).mappings():
+                out[r["report_id"]]["bundle"] = {k: r[k] for k in ("id", "reports", "representative_report_id", "key_kind")}
+            # the subject of each report's reported account, and everything else that subject reported
+            subj = (
+                sa.select(report_accounts.c.report_id, subject_accounts.c.subject_id)
+                .select_from(report_accounts.join(subject_accounts, subject_accounts.c.account_key == report_accounts.c.account_key))
+                .where(report_accounts.c.report_id.in_(report_ids))
+            )
+            by_subject: dict[str, list[str]] = {}
+            for rid, sid in conn.execute(subj):
+                out[rid]["subject_id"] = sid
+                by_subject.setdefault(sid, []).append(rid)
+            if by_subject:
+                q2 = (
+                    sa.select(subject_accounts.c.subject_id, report_accounts.c.report_id, report_accounts.c.account_key)
+                    .select_from(subject_accounts.join(report_accounts, report_accounts.c.account_key == subject_accounts.c.account_key))
+                    .where(subject_accounts.c.subject_id.in_(list(by_subject)))
+                )
+                for sid, rid, acc in conn.execute(q2):
+                    for own in by_subject[sid]:
+                        out[own]["subject_reports"].append(rid)
+                        out[own]["subject_services"].append(acc.split(":", 1)[0])
+        return out
+
+    def save(self, rows: list[dict[str, Any]]) -> None:
+        with self.engine.begin() as conn:
+            ids = [r["report_id"] for r in rows]
+            for i in range(0, len(ids), 500):
+                conn.execute(assessments.delete().where(assessments.c.report_id.in_(ids[i : i + 500])))
+            insert_rows(conn, assessments, rows)
+
+    def get(self, report_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(assessments).where(assessments.c.report_id == report_id)).mappings().one_or_none()
+            if r is None:
+                return None
+            return {**dict(r), "fired": json.loads(r["fired"]), "indicators": json.loads(r["indicators"])}
+
+    def queue(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        """Most urgent first: tier, then score, then the oldest report first."""
+        with self.engine.connect() as conn:
+            q = (
+                sa.select(assessments.c.report_id, assessments.c.tier, assessments.c.score, assessments.c.policy_version,
+                          assessments.c.fired, reports.c.incident_type, reports.c.received_at, reports.c.provider)
+                .select_from(assessments.join(reports, reports.c.id == assessments.c.report_id))
+                .order_by(assessments.c.tier, assessments.c.score.desc(), reports.c.received_at, reports.c.id)
+                .offset(offset)
+            )
+            if limit is not None:
+                q = q.limit(limit)
+            rows = []
+            for r in conn.execute(q).mappings():
+                fired = json.loads(r["fired"])
+                rows.append({**dict(r), "fired": fired, "reasons": [f["reason"] for f in fired]})
+            return rows
+
+    def iter_all(self) -> Iterator[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            for r in conn.execute(sa.select(assessments.c.report_id, assessments.c.tier, assessments.c.score)).mappings():
+                yield dict(r)
+
+    def unassessed_or_stale(self, limit: int, policy_version: str) -> list[str]:
+        with self.engine.connect() as conn:
+            q = (
+                sa.select(reports.c.id)
+                .select_from(reports.outerjoin(assessments, assessments.c.report_id == reports.c.id))
+                .where(sa.or_(assessments.c.report_id.is_(None), assessments.c.policy_version != policy_version))
+                .order_by(reports.c.id)
+                .limit(limit)
+            )
+            return [r[0] for r in conn.execute(q)]
