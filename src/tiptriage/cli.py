@@ -328,6 +328,13 @@ def demo(
     out.print(f"5. triage: matched {tri.reports_matched} reports: {tri.files_known} files known, {tri.files_novel} novel "
               f"(no match in any bank); {tri.viral_hashes} hashes marked viral (more than {demo_flood.accounts} accounts in {demo_flood.days} days, a demo-sized rule)")
     out.print(f"6. linked accounts into {tri.subjects} subjects and grouped viral reports into {tri.bundles} bundles (tiptriage link --json for details)")
+    summary_rows = store.work.agency_summary()
+    out.print(f"7. routed every report by its estimated location and opened cases: {len(summary_rows)} queues "
+              f"({tri.deconfliction_notices} deconfliction notices)")
+    qt = Table("agency queue", "open", "tier 1", "tier 2", "tier 3", "tier 4", title="queues per agency (low-confidence places go to review)")
+    for r in summary_rows[:12]:
+        qt.add_row(r["agency_id"], str(r["open"]), *[str(r["by_tier"].get(str(i), 0)) for i in (1, 2, 3, 4)])
+    out.print(qt)
     counts = store.incident_type_counts()
     t = Table("incident type", "reports", title="stored reports by incident type")
     for k, v in sorted(counts.items(), key=lambda kv: -kv[1]):
@@ -342,6 +349,9 @@ def demo(
     out.rule("next")
     out.print("Try these on the demo database:", highlight=False)
     out.print(f"  export TIPTRIAGE_DATABASE_URL={db_url}", highlight=False)
+    out.print("  tiptriage queue --limit 15", highlight=False)
+    out.print(f"  tiptriage explain {example}", highlight=False)
+    out.print("  tiptriage queue --summary", highlight=False)
     out.print(f"  tiptriage show {example}", highlight=False)
     out.print(f"  tiptriage show {example} --json", highlight=False)
     out.print(f"  tiptriage show {production}        # files unknown to every bank", highlight=False)
@@ -604,33 +614,180 @@ def explain(
 
 @app.command()
 def queue(
-    limit: Annotated[int, typer.Option(help="How many reports.")] = 25,
+    agency: Annotated[str | None, typer.Option(help="One agency's queue (an id from data/agencies.json, or 'review').")] = None,
+    limit: Annotated[int, typer.Option(help="How many cases.")] = 25,
     fmt: Annotated[str, typer.Option("--format", help="table | json | csv")] = "table",
+    summary: Annotated[bool, typer.Option("--summary", help="The supervisor's overview: open, overdue and by tier, per agency.")] = False,
 ) -> None:
-    """Assessed reports, most urgent first (tier, then score, then oldest), with their reasons."""
+    """Open cases, most urgent first (tier, then score, then oldest), with the SLA clock and the reasons."""
+    from datetime import UTC, datetime
+
+    from tiptriage.work.states import aging
+
     store = _store()
-    rows = store.assessments.queue(limit)
-    _audit(store, "read", "queue", "all", rows=len(rows), format=fmt)
+    if summary:
+        rows_s = store.work.agency_summary()
+        _audit(store, "read", "queue", "summary", rows=len(rows_s))
+        if fmt == "json":
+            _emit_json(rows_s)
+            return
+        t = Table("agency", "open", "overdue", "tier 1", "tier 2", "tier 3", "tier 4", "closed")
+        for r in rows_s:
+            t.add_row(r["agency_id"], str(r["open"]), str(r["overdue"]), *[str(r["by_tier"].get(str(i), 0)) for i in (1, 2, 3, 4)], str(r["closed"]))
+        out.print(t)
+        return
+    now = datetime.now(UTC)
+    rows = store.work.agency_queue(agency, limit)
+    _audit(store, "read", "queue", agency or "all", rows=len(rows), format=fmt)
+    records = [{"case_id": r["id"], "report_id": r["report_id"], "agency_id": r["agency_id"], "tier": r["tier"], "score": r["score"],
+                "state": r["state"], "assignee": r["assignee"], "incident_type": r["incident_type"], "received_at": r["received_at"],
+                "due_at": r["due_at"], "sla": aging(r["due_at"], now), "reasons": r["reasons"]} for r in rows]
     if fmt == "json":
-        _emit_json([{k: r[k] for k in ("report_id", "tier", "score", "incident_type", "received_at", "reasons", "policy_version")} for r in rows])
+        _emit_json(records)
     elif fmt == "csv":
         import csv as csv_module
 
         w = csv_module.writer(sys.stdout)
-        w.writerow(["report_id", "tier", "score", "incident_type", "received_at", "reasons"])
-        for r in rows:
-            w.writerow([r["report_id"], r["tier"], r["score"], r["incident_type"], r["received_at"], " | ".join(r["reasons"])])
+        cols = ["case_id", "report_id", "agency_id", "tier", "score", "state", "assignee", "incident_type", "received_at", "due_at", "sla"]
+        w.writerow([*cols, "reasons"])
+        for rec in records:
+            w.writerow([rec[c] for c in cols] + [" | ".join(rec["reasons"])])
     elif fmt == "table":
         t = Table()
-        for col in ("report", "tier", "score", "incident type", "received"):
+        for col in ("case", "report", "agency", "tier", "score", "state", "SLA"):
             t.add_column(col, no_wrap=True)
         t.add_column("why (tiptriage explain REPORT for all of it)", overflow="ellipsis", no_wrap=True)
-        for r in rows:
-            t.add_row(r["report_id"], str(r["tier"]), str(r["score"]), r["incident_type"][:24], str(r["received_at"])[:10], "; ".join(r["reasons"][:2]))
+        for rec in records:
+            t.add_row(rec["case_id"], rec["report_id"], rec["agency_id"], str(rec["tier"]), str(rec["score"]), rec["state"], rec["sla"],
+                      "; ".join(rec["reasons"][:2]))
         out.print(t)
     else:
         err.print("[red]--format must be table, json or csv[/]")
         raise typer.Exit(2)
+
+
+def _case_or_exit(store: Store, ref: str) -> dict[str, object]:
+    case = store.work.case(ref)
+    if case is None:
+        err.print(f"[red]no case {ref!r}[/] (a case id C-... or a report id)")
+        raise typer.Exit(1)
+    return case
+
+
+@app.command()
+def assign(
+    case_ref: Annotated[str, typer.Argument(help="A case id (C-...) or its report id.")],
+    to: Annotated[str, typer.Option("--to", help="The investigator.")],
+) -> None:
+    """Assign a new case to an investigator (new → assigned)."""
+    from tiptriage.work.states import TransitionError, check_transition
+
+    store = _store()
+    case = _case_or_exit(store, case_ref)
+    state = str(case["state"])
+    try:
+        check_transition(state, "assigned")
+    except TransitionError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    store.work.update_case(str(case["id"]), state, {"state": "assigned", "assignee": to},
+                           {"from_state": state, "to_state": "assigned", "by": _user(), "note": f"assigned to {to}"})
+    _audit(store, "change", "case", str(case["id"]), transition=f"{state}->assigned", assignee=to)
+    out.print(f"case {case['id']} assigned to {to}")
+
+
+@app.command()
+def transition(
+    case_ref: Annotated[str, typer.Argument(help="A case id (C-...) or its report id.")],
+    state: Annotated[str, typer.Argument(help="in_progress | legal_process | closed | new | assigned")],
+    note: Annotated[str | None, typer.Option(help="Why.")] = None,
+) -> None:
+    """Move a case to another state; moves the workflow does not allow are refused with the allowed ones named."""
+    from tiptriage.work.states import TransitionError, check_transition
+
+    store = _store()
+    case = _case_or_exit(store, case_ref)
+    current = str(case["state"])
+    try:
+        check_transition(current, state)
+        if state == "closed":
+            raise TransitionError("close a case with `tiptriage outcome CASE OUTCOME`, which records why")
+    except TransitionError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    store.work.update_case(str(case["id"]), current, {"state": state}, {"from_state": current, "to_state": state, "by": _user(), "note": note})
+    _audit(store, "change", "case", str(case["id"]), transition=f"{current}->{state}")
+    out.print(f"case {case['id']}: {current} → {state}")
+
+
+@app.command()
+def outcome(
+    case_ref: Annotated[str, typer.Argument(help="A case id (C-...) or its report id.")],
+    result: Annotated[str, typer.Argument(help="arrest | child_safeguarded | unfounded | referred_elsewhere | no_action")],
+    reason: Annotated[str | None, typer.Option(help="Required for no_action and referred_elsewhere.")] = None,
+) -> None:
+    """Close a case with its outcome; outcomes feed the evaluation and the statistics."""
+    from tiptriage.work.states import TransitionError, check_outcome, check_transition
+
+    store = _store()
+    case = _case_or_exit(store, case_ref)
+    current = str(case["state"])
+    try:
+        check_transition(current, "closed")
+        check_outcome(result, reason)
+    except TransitionError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    store.work.update_case(str(case["id"]), current, {"state": "closed", "outcome": result, "outcome_reason": reason},
+                           {"from_state": current, "to_state": "closed", "by": _user(), "note": f"outcome {result}" + (f": {reason}" if reason else "")})
+    _audit(store, "change", "case", str(case["id"]), transition=f"{current}->closed", case_outcome=result)
+    out.print(f"case {case['id']} closed: {result}")
+
+
+route_app = typer.Typer(no_args_is_help=True, help="An agency accepts, declines or transfers a routed report.")
+app.add_typer(route_app, name="route")
+
+
+def _route_action(action: str, report_id: str, reason: str, to_agency: str | None) -> None:
+    from datetime import UTC, datetime
+
+    from tiptriage.route.jurisdictions import agencies
+    from tiptriage.work.states import due_at
+
+    store = _store()
+    current = store.work.route_of(report_id)
+    if current is None:
+        err.print(f"[red]report {report_id!r} is not routed[/]")
+        raise typer.Exit(1)
+    if to_agency is not None and to_agency not in {a.id for a in agencies()}:
+        err.print(f"[red]unknown agency {to_agency!r}[/]")
+        raise typer.Exit(1)
+    a = store.assessments.get(report_id)
+    due = due_at(int(a["tier"]), datetime.now(UTC)) if a else None
+    store.work.route_action(report_id, action, _user(), reason, to_agency, due)
+    _audit(store, "change", "route", report_id, route_action=action, to_agency=to_agency, reason=reason[:500])
+    now_at = store.work.route_of(report_id)
+    assert now_at is not None
+    out.print(f"{report_id}: {action} → now with {now_at['agency_id']} ({now_at['status']})")
+
+
+@route_app.command("accept")
+def route_accept(report_id: str, reason: Annotated[str, typer.Option()] = "accepted") -> None:
+    """The agency takes the report."""
+    _route_action("accept", report_id, reason, None)
+
+
+@route_app.command("decline")
+def route_decline(report_id: str, reason: Annotated[str, typer.Option(help="Why the agency declines.")]) -> None:
+    """The agency declines; the report returns to the clearinghouse's review queue."""
+    _route_action("decline", report_id, reason, None)
+
+
+@route_app.command("transfer")
+def route_transfer(report_id: str, to: Annotated[str, typer.Option("--to", help="The receiving agency id.")],
+                   reason: Annotated[str, typer.Option(help="Why.")]) -> None:
+    """Transfer to another agency; every move is recorded."""
+    _route_action("transfer", report_id, reason, to)
 
 
 @policy_app.command("check")

@@ -33,7 +33,9 @@ from tiptriage.link.bundles import ReportFacts, build_bundles, provider_keys
 from tiptriage.link.records import account_key, build_records
 from tiptriage.link.resolve import Decisions, cluster, deterministic_links, probabilistic_links
 from tiptriage.model import HashType, Report, SourceFormat
+from tiptriage.route.routing import route
 from tiptriage.store import QuarantineEntry, Store, report_row
+from tiptriage.work.states import due_at
 
 Progress = Callable[[int, int], None]  # (submissions seen so far, bytes seen so far)
 
@@ -299,6 +301,7 @@ def import_hashset(
 
 @dataclass
 class TriageResult:
+    new_reports: int = 0
     file_hashes_extracted: int = 0
     index_changes: int = 0
     reports_matched: int = 0
@@ -310,6 +313,8 @@ class TriageResult:
     bundles: int = 0
     assessed: int = 0
     by_tier: dict[str, int] = field(default_factory=dict)
+    routed: dict[str, int] = field(default_factory=dict)
+    deconfliction_notices: int = 0
 
     def as_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -362,6 +367,7 @@ def triage(store: Store, flood: FloodRule | None = None, batch: int = 5000, prog
     geo = GeoSources.from_env()
     while ids := repo.reports_without_file_hashes(batch):
         fetched = store.get_reports(ids)
+        result.new_reports += len(fetched)
         store.links.save_locations([location_row(rep, geo) for rep in fetched])
         rows = [r for rep in fetched for r in file_hash_rows(rep)]
         repo.add_file_hashes(rows)
@@ -396,14 +402,20 @@ def triage(store: Store, flood: FloodRule | None = None, batch: int = 5000, prog
         result.files_novel += novel
         if progress:
             progress(result.reports_matched, 0)
-    if result.file_hashes_extracted or result.reports_matched or marks:
+    if result.new_reports or result.reports_matched or marks:
         lr = link(store)
         result.subjects, result.bundles = lr.subjects, lr.bundles
         # linked information changed what is known about earlier reports too: assess them all again
         ar = assess(store, policy_path)
     else:
         ar = assess(store, policy_path, only_stale=True)
-    result.assessed, result.by_tier = ar.assessed, {str(k): v for k, v in sorted(ar.by_tier.items())}
+    result.routed = route_and_open(store)
+    before = store.work.deconflicted_reports()
+    result.deconfliction_notices = deconflict(store)
+    changed = store.work.deconflicted_reports() ^ before
+    if changed:  # the deconfliction indicator of these reports changed
+        ar = assess(store, policy_path, report_ids=sorted(changed))
+    result.assessed, result.by_tier = ar.assessed, {str(k): v for k, v in sorted(store.assessments.tier_counts().items())}
     return result
 
 
@@ -521,7 +533,8 @@ class AssessResult:
                 "policy_name": self.policy_name, "policy_version": self.policy_version}
 
 
-def assess(store: Store, policy_path: Path | None = None, now: datetime | None = None, batch: int = 2000, only_stale: bool = False) -> AssessResult:
+def assess(store: Store, policy_path: Path | None = None, now: datetime | None = None, batch: int = 2000, only_stale: bool = False,
+           report_ids: list[str] | None = None) -> AssessResult:
     """Indicators → policy → tier, score and reasons for stored reports (all of them, or those not yet
     assessed under this policy version). Linked information is read fresh, so re-running after new
     reports arrive re-assesses with it."""
@@ -530,7 +543,9 @@ def assess(store: Store, policy_path: Path | None = None, now: datetime | None =
     repo = store.assessments
     result = AssessResult(policy_name=policy.name, policy_version=version)
     ids_iter: Iterator[list[str]]
-    if only_stale:
+    if report_ids is not None:
+        ids_iter = iter([report_ids[i : i + batch] for i in range(0, len(report_ids), batch)])
+    elif only_stale:
         def stale() -> Iterator[list[str]]:
             while ids := repo.unassessed_or_stale(batch, version):
                 yield ids
@@ -545,7 +560,8 @@ def assess(store: Store, policy_path: Path | None = None, now: datetime | None =
             c = ctx_rows[report.id]
             ctx = Context(hash_summary=c.get("hash_summary"), matches=c["matches"], subject_id=c.get("subject_id"),
                           subject_reports=c["subject_reports"], subject_services=c["subject_services"], bundle=c.get("bundle"),
-                          location=c.get("location"), records=repo.records_for(record_keys(report)))
+                          location=c.get("location"), records=repo.records_for(record_keys(report)),
+                          deconfliction=c.get("deconfliction", []))
             indicators = extract(report, ctx, now)
             a = evaluate(policy, indicators)
             rows.append({
@@ -629,3 +645,51 @@ def evaluate_truth(store: Store, truth: dict[str, Any]) -> dict[str, Any]:
         "live_victim_recall_tier12": len(live & urgent) / max(1, len(live)),
         "live_victim_precision_tier12": len(live & urgent) / max(1, len(urgent)),
     }
+
+
+# -- routing, cases, deconfliction --------------------------------------------------------------------
+
+
+def route_and_open(store: Store, by: str = "tiptriage", batch: int = 2000) -> dict[str, int]:
+    """Route every assessed, not yet routed report from its location estimate, and open its case.
+
+    Low confidence goes to the clearinghouse's review queue, never to a guess; the SLA clock of the
+    case follows the report's tier (``data/sla.json``)."""
+    repo = store.work
+    counts: dict[str, int] = {}
+    while rows := repo.unrouted(batch):
+        now = datetime.now(UTC)
+        out = []
+        for r in rows:
+            est = LocationEstimate.model_validate_json(r["estimate"])
+            decision = route(est)
+            out.append({"report_id": r["report_id"], "agency_id": decision.agency_id, "reason": decision.reason,
+                        "confidence": decision.confidence, "alternatives": decision.alternatives,
+                        "due_at": due_at(int(r["tier"]), now)})
+            counts[decision.agency_id] = counts.get(decision.agency_id, 0) + 1
+        repo.open_routed(out, by, now)
+        if len(rows) < batch:
+            break
+    return counts
+
+
+def deconflict(store: Store) -> int:
+    """Where one subject's open reports sit with different agencies, tell each side the other agency
+    and its case reference, and nothing more. Returns the number of notices."""
+    by_subject: dict[str, list[tuple[str, str, str]]] = {}
+    for subject, report_id, agency, cid in store.work.subject_routes():
+        by_subject.setdefault(subject, []).append((report_id, agency, cid))
+    now = datetime.now(UTC)
+    rows = []
+    for subject, items in by_subject.items():
+        agencies = {a for _, a, _ in items}
+        if len(agencies) < 2:
+            continue
+        for report_id, agency, _ in items:
+            for _other_report, other_agency, other_case in items:
+                if other_agency != agency:
+                    rows.append({"subject_id": subject, "agency_id": agency, "report_id": report_id, "other_agency_id": other_agency,
+                                 "other_case_ref": other_case, "created_at": now})
+    unique = {(r["agency_id"], r["report_id"], r["other_agency_id"], r["other_case_ref"]): r for r in rows}
+    store.work.replace_deconfliction(list(unique.values()))
+    return len(unique)

@@ -54,6 +54,7 @@ class Context:
     bundle: dict[str, Any] | None = None
     location: dict[str, Any] | None = None
     records: list[dict[str, Any]] = field(default_factory=list)  # agency records of known persons that match
+    deconfliction: list[dict[str, Any]] = field(default_factory=list)  # notices: another agency holds this subject
 
 
 @cache
@@ -159,4 +160,6 @@ def extract(report: Report, ctx: Context, now: datetime) -> dict[str, Indicator]
     contact = [r for r in ctx.records if r.get("prior_contact_offence")]
     put("access_to_children", bool(access), *[f"agency record {r['record_id']} ({r['matched_on']})" for r in access])
     put("prior_contact_offence", bool(contact), *[f"agency record {r['record_id']} ({r['matched_on']})" for r in contact])
+    put("deconfliction", bool(ctx.deconfliction),
+        *[f"subject {n['subject_id']} also has case {n['other_case_ref']} at {n['other_agency_id']}" for n in ctx.deconfliction])
     return out

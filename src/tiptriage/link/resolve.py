@@ -89,14 +89,21 @@ def probabilistic_links(records: dict[str, AccountRecord], threshold: float = 0.
         db_api = DuckDBAPI()
         table = pa.Table.from_pylist(rows)
     linker = Linker(db_api.register(table), load_settings(), log_level=logging.ERROR)
-    linker.training.estimate_probability_two_random_records_match([block_on("email_local"), block_on("phone")], recall=0.8)
+    try:
+        linker.training.estimate_probability_two_random_records_match([block_on("email_local"), block_on("phone")], recall=0.8)
+    except (ValueError, ZeroDivisionError) as exc:
+        # no pair agrees on the deterministic keys, so there is nothing to learn the prior from: keep Splink's default
+        notes.append(f"prior not estimated ({exc}); Splink's default prior used")
     linker.training.estimate_u_using_random_sampling(max_pairs=min(2_000_000, len(rows) * 50))
     for rule in (block_on("email_local"), block_on("username")):
         try:
             linker.training.estimate_parameters_using_expectation_maximisation(rule)
         except Exception as exc:  # EM needs enough pairs in the block; without them the defaults stand
             notes.append(f"EM on {rule.get_blocking_rule('duckdb').blocking_rule_sql}: {str(exc).splitlines()[0]}")
-    result = linker.inference.predict(threshold_match_probability=threshold)
+    try:
+        result = linker.inference.predict(threshold_match_probability=threshold)
+    except ValueError as exc:  # a degenerate model (e.g. a prior of zero on data with no linked pair): nothing to add
+        return [], [*notes, f"probabilistic linkage skipped: the trained model could not score pairs ({exc})"]
     links = []
     for r in result.as_record_list():
         agreed = [c for c in NON_NETWORK if r.get(f"gamma_{c}", 0) not in (0, -1, None) and _is_top_level(r, c)]

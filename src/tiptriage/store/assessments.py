@@ -15,6 +15,7 @@ from tiptriage.store.schema import (
     assessments,
     bundle_reports,
     bundles,
+    deconfliction_notices,
     file_matches,
     report_accounts,
     report_hash_summary,
@@ -60,6 +61,8 @@ class AssessmentRepository:
             )
             for r in conn.execute(q).mappings():
                 out[r["report_id"]]["bundle"] = {k: r[k] for k in ("id", "reports", "representative_report_id", "key_kind")}
+            for r in conn.execute(sa.select(deconfliction_notices).where(deconfliction_notices.c.report_id.in_(report_ids))).mappings():
+                out[r["report_id"]].setdefault("deconfliction", []).append(dict(r))
             # the subject of each report's reported account, and everything else that subject reported
             subj = (
                 sa.select(report_accounts.c.report_id, subject_accounts.c.subject_id)
@@ -113,6 +116,10 @@ class AssessmentRepository:
                 fired = json.loads(r["fired"])
                 rows.append({**dict(r), "fired": fired, "reasons": [f["reason"] for f in fired]})
             return rows
+
+    def tier_counts(self) -> dict[int, int]:
+        with self.engine.connect() as conn:
+            return {int(r[0]): int(r[1]) for r in conn.execute(sa.select(assessments.c.tier, sa.func.count()).group_by(assessments.c.tier))}
 
     def iter_all(self) -> Iterator[dict[str, Any]]:
         with self.engine.connect() as conn:

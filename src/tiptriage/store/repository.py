@@ -26,6 +26,7 @@ from tiptriage.store.db import database_url, make_engine, migrate
 from tiptriage.store.hashsets import HashSetRepository
 from tiptriage.store.links import LinkRepository
 from tiptriage.store.schema import quarantine, reports, store_meta, submission_documents, submissions
+from tiptriage.store.work import WorkRepository
 
 
 def _utc(dt: datetime) -> datetime:
@@ -85,6 +86,10 @@ class Store:
     @property
     def hashsets(self) -> HashSetRepository:
         return HashSetRepository(self.engine)
+
+    @property
+    def work(self) -> WorkRepository:
+        return WorkRepository(self.engine)
 
     @property
     def audit(self) -> AuditRepository:

@@ -306,3 +306,74 @@ assessments = sa.Table(
     sa.Column("assessed_at", sa.DateTime(timezone=True), nullable=False),
 )
 sa.Index("ix_assessments_queue", assessments.c.tier, assessments.c.score)
+
+# -- routing, cases, deconfliction (migration 0006) ------------------------------------------------------
+
+report_routes = sa.Table(
+    "report_routes",
+    metadata,
+    sa.Column("report_id", sa.String(128), sa.ForeignKey("reports.id"), primary_key=True),
+    sa.Column("agency_id", sa.String(64), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("confidence", sa.Float, nullable=False),
+    sa.Column("alternatives", sa.Text, nullable=False),  # JSON list of agency ids
+    sa.Column("status", sa.String(16), nullable=False),  # routed | accepted | declined | transferred
+    sa.Column("routed_at", sa.DateTime(timezone=True), nullable=False),
+)
+sa.Index("ix_report_routes_agency", report_routes.c.agency_id)
+
+route_events = sa.Table(
+    "route_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("report_id", sa.String(128), nullable=False),
+    sa.Column("agency_id", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),  # route | accept | decline | transfer
+    sa.Column("to_agency_id", sa.String(64)),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("by", sa.String(128), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+sa.Index("ix_route_events_report", route_events.c.report_id)
+
+cases = sa.Table(
+    "cases",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("report_id", sa.String(128), sa.ForeignKey("reports.id"), nullable=False, unique=True),
+    sa.Column("agency_id", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # new | assigned | in_progress | legal_process | closed
+    sa.Column("assignee", sa.String(128)),
+    sa.Column("outcome", sa.String(32)),
+    sa.Column("outcome_reason", sa.Text),
+    sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("due_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+sa.Index("ix_cases_agency_state", cases.c.agency_id, cases.c.state)
+
+case_events = sa.Table(
+    "case_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("case_id", sa.String(32), nullable=False),
+    sa.Column("from_state", sa.String(16)),
+    sa.Column("to_state", sa.String(16), nullable=False),
+    sa.Column("by", sa.String(128), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("note", sa.Text),
+)
+sa.Index("ix_case_events_case", case_events.c.case_id)
+
+deconfliction_notices = sa.Table(
+    "deconfliction_notices",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("subject_id", sa.String(32), nullable=False),
+    sa.Column("agency_id", sa.String(64), nullable=False),  # who is told
+    sa.Column("report_id", sa.String(128), nullable=False),  # their report
+    sa.Column("other_agency_id", sa.String(64), nullable=False),
+    sa.Column("other_case_ref", sa.String(64), nullable=False),  # the other side's case id: nothing more is shared
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+sa.Index("ix_deconfliction_agency", deconfliction_notices.c.agency_id)

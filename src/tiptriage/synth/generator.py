@@ -85,6 +85,7 @@ class SynthPerson:
     accounts: list[dict[str, Any]] = field(default_factory=list)
     place: tuple[str, str, str] = ("US", "CA", "Sacramento")
     display: str = ""
+    location_verified: bool = False
 
 
 @dataclass
@@ -142,7 +143,8 @@ def _people(rng: random.Random, n_reports: int) -> list[SynthPerson]:
         # random letters, not numbered names: unrelated people should not look alike to a fuzzy comparison
         local = "".join(rng.choice("abcdefghijkmnopqrstuvwxyz") for _ in range(9))
         domain = rng.choice(DOMAINS)
-        has_phone = p < len(AREA_CODES) * 100  # the fictional block holds 100 numbers per area code: keep them unique
+        # US numbers for US residents only; the fictional block holds 100 numbers per area code: keep them unique
+        has_phone = p < len(AREA_CODES) * 100 and place[0] == "US"
         area, line = (AREA_CODES[p // 100], p % 100) if has_phone else (0, 0)
         services = rng.sample(SERVICES, n_acc)
         accounts = []
@@ -155,7 +157,7 @@ def _people(rng: random.Random, n_reports: int) -> list[SynthPerson]:
                 "phone": _phone_variant(rng, area, line) if has_phone and rng.random() < 0.7 else None,
                 "ip": rng.choice(NET_PREFIXES) + str(rng.randrange(1, 255)),
             })
-        people.append(SynthPerson(pid, accounts, place, display=local[:4].title() + " " + local[4:].title()))
+        people.append(SynthPerson(pid, accounts, place, display=local[:4].title() + " " + local[4:].title(), location_verified=rng.random() < 0.6))
     return people
 
 
@@ -187,7 +189,7 @@ def generate(n_reports: int, seed: int = 0) -> Synthetic:
             screen_name=acc["screen_name"],
             display_names=[person.display],
             ip_events=[ip_ev],
-            estimated_location=EstimatedLocation(country_code=country, region=region, city=city, verified=False, timestamp=incident),
+            estimated_location=EstimatedLocation(country_code=country, region=region, city=city, verified=person.location_verified, timestamp=incident),
         )
         annotations: list[ReportAnnotation] = []
         escalate = None

@@ -1,0 +1,381 @@
+"""Accounts, sessions and which agency may see which report.
+
+Three tables on the shared ``metadata`` (an Alembic migration creates them; tests may use ``metadata.create_all(engine,
+tables=USER_TABLES)``, a no-op once migrated):
+
+* ``users``: one row per account, in exactly one agency, with one role. The password is stored only as an argon2id hash; the
+  TOTP secret is stored as base32 text (it must be encrypted at rest: not done yet, see ``tiptriage.server.auth``). Failed
+  logins are kept as a JSON list of the times of the consecutive failures still inside the lockout window.
+* ``sessions``: the id is the SHA-256 (hex) of the session token; the token itself is never stored, so a copy of the database
+  cannot be replayed as a login. The CSRF token is likewise stored only as its SHA-256.
+* ``report_agency``: the only thing that decides which agency may see a report. No row, no access.
+
+``UserRepository`` and ``ReportAccessRepository`` hold the SQL; the rules (how many failures, how long a lock) are passed in by
+``tiptriage.server.auth``, so policy stays out of the store.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Final
+
+import sqlalchemy as sa
+
+from tiptriage.store.schema import assessments, metadata, reports
+
+
+class Role(StrEnum):
+    ANALYST = "analyst"
+    INVESTIGATOR = "investigator"
+    SUPERVISOR = "supervisor"
+    AGENCY_ADMIN = "agency_admin"
+    AUDITOR = "auditor"
+    SYSTEM_ADMIN = "system_admin"
+
+
+ROLES: Final = tuple(r.value for r in Role)
+VIA: Final = ("routed", "deconfliction")
+
+_role_list = ", ".join(f"'{r}'" for r in ROLES)
+_via_list = ", ".join(f"'{v}'" for v in VIA)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(128), nullable=False, unique=True),
+    sa.Column("agency_id", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("password_hash", sa.Text, nullable=False),  # argon2id, PHC string format
+    sa.Column("totp_secret", sa.String(64), nullable=False),  # base32; to be encrypted at rest
+    sa.Column("last_totp_step", sa.BigInteger),  # the last TOTP time step accepted: a code is good once
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("disabled_reason", sa.String(64)),  # inactive | administrator | ...
+    sa.Column("disabled_at", sa.DateTime(timezone=True)),
+    sa.Column("failed_logins", sa.Text, nullable=False, default="[]"),  # JSON list of ISO times of consecutive failures
+    sa.Column("locked_until", sa.DateTime(timezone=True)),
+    sa.Column("last_login_at", sa.DateTime(timezone=True)),
+    sa.Column("last_activity_at", sa.DateTime(timezone=True), nullable=False),  # last login, creation or re-enabling
+    sa.Column("password_changed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint(f"role IN ({_role_list})", name="ck_users_role"),
+)
+sa.Index("ix_users_agency", users.c.agency_id)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # SHA-256 hex of the token; the token is never stored
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),  # the login: re-authentication counts from here
+    sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),  # the idle lock counts from here
+    sa.Column("csrf_token_hash", sa.String(64), nullable=False),
+    sa.Column("source_address", sa.String(64)),
+)
+sa.Index("ix_sessions_user", sessions.c.user_id)
+
+report_agency = sa.Table(
+    "report_agency",
+    metadata,
+    sa.Column("report_id", sa.String(128), sa.ForeignKey("reports.id"), primary_key=True),
+    sa.Column("agency_id", sa.String(64), primary_key=True),
+    sa.Column("via", sa.String(16), nullable=False),  # routed | deconfliction
+    sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint(f"via IN ({_via_list})", name="ck_report_agency_via"),
+)
+sa.Index("ix_report_agency_agency", report_agency.c.agency_id)
+
+USER_TABLES: Final = (users, sessions, report_agency)
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    """SQLite gives naive datetimes back; every time stored here is UTC."""
+    if dt is None:
+        return None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def _need(dt: datetime | None) -> datetime:
+    out = _aware(dt)
+    assert out is not None
+    return out
+
+
+def _times(text: str | None) -> list[datetime]:
+    try:
+        values = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return [_need(datetime.fromisoformat(v)) for v in values if isinstance(v, str)]
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    username: str
+    agency_id: str
+    role: Role
+    password_hash: str = field(repr=False)
+    totp_secret: str = field(repr=False)
+    last_totp_step: int | None
+    disabled: bool
+    disabled_reason: str | None
+    disabled_at: datetime | None
+    failed_logins: list[datetime]
+    locked_until: datetime | None
+    last_login_at: datetime | None
+    last_activity_at: datetime  # the last login, the creation or the re-enabling: what the inactivity rule counts from
+    password_changed_at: datetime
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str  # the token's SHA-256
+    user_id: int
+    created_at: datetime
+    last_seen_at: datetime
+    csrf_token_hash: str = field(repr=False)
+    source_address: str | None
+
+
+def _user(row: sa.RowMapping) -> User:
+    return User(
+        id=row["id"],
+        username=row["username"],
+        agency_id=row["agency_id"],
+        role=Role(row["role"]),
+        password_hash=row["password_hash"],
+        totp_secret=row["totp_secret"],
+        last_totp_step=row["last_totp_step"],
+        disabled=bool(row["disabled"]),
+        disabled_reason=row["disabled_reason"],
+        disabled_at=_aware(row["disabled_at"]),
+        failed_logins=_times(row["failed_logins"]),
+        locked_until=_aware(row["locked_until"]),
+        last_login_at=_aware(row["last_login_at"]),
+        last_activity_at=_need(row["last_activity_at"]),
+        password_changed_at=_need(row["password_changed_at"]),
+        created_at=_need(row["created_at"]),
+    )
+
+
+def _session(row: sa.RowMapping) -> Session:
+    return Session(
+        id=row["id"],
+        user_id=row["user_id"],
+        created_at=_need(row["created_at"]),
+        last_seen_at=_need(row["last_seen_at"]),
+        csrf_token_hash=row["csrf_token_hash"],
+        source_address=row["source_address"],
+    )
+
+
+@dataclass(frozen=True)
+class FailureOutcome:
+    failures: int  # consecutive failures inside the window, this one included
+    locked_until: datetime | None  # set when this failure locked the account
+
+
+class UserRepository:
+    """Accounts and sessions. Every method is one transaction."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    # -- accounts ----------------------------------------------------------------------------------
+
+    def create(self, username: str, agency_id: str, role: Role, password_hash: str, totp_secret: str, now: datetime) -> User:
+        with self.engine.begin() as conn:
+            new_id = conn.execute(
+                users.insert().values(
+                    username=username, agency_id=agency_id, role=Role(role).value, password_hash=password_hash,
+                    totp_secret=totp_secret, disabled=False, failed_logins="[]", last_activity_at=now, password_changed_at=now, created_at=now,
+                ).returning(users.c.id)
+            ).scalar_one()
+        user = self.get(int(new_id))
+        assert user is not None
+        return user
+
+    def get(self, user_id: int) -> User | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(users).where(users.c.id == user_id)).mappings().one_or_none()
+        return _user(row) if row is not None else None
+
+    def by_username(self, username: str) -> User | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(users).where(users.c.username == username)).mappings().one_or_none()
+        return _user(row) if row is not None else None
+
+    def in_agency(self, agency_id: str) -> list[User]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(users).where(users.c.agency_id == agency_id).order_by(users.c.username)).mappings()
+            return [_user(r) for r in rows]
+
+    @staticmethod
+    def _lock_row(conn: sa.Connection, user_id: int) -> sa.RowMapping | None:
+        """Read a user's row for a read-modify-write. A no-op update first takes the write lock (SQLite: the database's,
+        PostgreSQL: the row's), so two failures at once are both counted."""
+        conn.execute(users.update().where(users.c.id == user_id).values(failed_logins=users.c.failed_logins))
+        return conn.execute(sa.select(users).where(users.c.id == user_id)).mappings().one_or_none()
+
+    def record_failure(self, user_id: int, now: datetime, window: timedelta, limit: int, lock_for: timedelta) -> FailureOutcome:
+        """Count a failed login. Failures older than ``window`` drop out; the ``limit``-th inside it locks the account
+        until ``now + lock_for`` and starts the count again."""
+        with self.engine.begin() as conn:
+            row = self._lock_row(conn, user_id)
+            if row is None:
+                return FailureOutcome(0, None)
+            recent = [t for t in _times(row["failed_logins"]) if now - t < window] + [now]
+            if len(recent) >= limit:
+                until = now + lock_for
+                conn.execute(users.update().where(users.c.id == user_id).values(failed_logins="[]", locked_until=until))
+                return FailureOutcome(len(recent), until)
+            text = json.dumps([t.astimezone(UTC).isoformat() for t in recent])
+            conn.execute(users.update().where(users.c.id == user_id).values(failed_logins=text))
+            return FailureOutcome(len(recent), None)
+
+    def record_success(self, user_id: int, now: datetime, totp_step: int, new_password_hash: str | None = None) -> bool:
+        """A good login: the failure count and any expired lock are cleared, the TOTP step is used up. Returns False,
+        changing nothing, when that step (or a later one) was already used: the same code twice is a replay."""
+        values: dict[str, Any] = {"failed_logins": "[]", "locked_until": None, "last_login_at": now, "last_activity_at": now,
+                                  "last_totp_step": totp_step}
+        if new_password_hash is not None:
+            values["password_hash"] = new_password_hash
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                users.update()
+                .where(users.c.id == user_id, sa.or_(users.c.last_totp_step.is_(None), users.c.last_totp_step < totp_step))
+                .values(**values)
+            )
+            return done.rowcount == 1
+
+    def set_password(self, user_id: int, password_hash: str, now: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(users.update().where(users.c.id == user_id).values(password_hash=password_hash, password_changed_at=now))
+
+    def disable(self, user_id: int, reason: str, now: datetime) -> int:
+        """Disable an account and end all its sessions, in one transaction. Returns how many sessions were ended."""
+        with self.engine.begin() as conn:
+            conn.execute(users.update().where(users.c.id == user_id).values(disabled=True, disabled_reason=reason[:64], disabled_at=now))
+            return conn.execute(sessions.delete().where(sessions.c.user_id == user_id)).rowcount
+
+    def enable(self, user_id: int, now: datetime) -> None:
+        """Re-enable an account (an administrator's decision): the failure count and lock start afresh, and the inactivity
+        rule counts from now, so the account is not disabled again at once."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                users.update().where(users.c.id == user_id).values(
+                    disabled=False, disabled_reason=None, disabled_at=None, failed_logins="[]", locked_until=None, last_activity_at=now,
+                )
+            )
+
+    def unlock(self, user_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(users.update().where(users.c.id == user_id).values(failed_logins="[]", locked_until=None))
+
+    def inactive_since(self, cutoff: datetime) -> list[User]:
+        """Enabled accounts whose last login (or creation, or re-enabling) is before ``cutoff``."""
+        with self.engine.connect() as conn:
+            q = sa.select(users).where(users.c.disabled.is_(False), users.c.last_activity_at < cutoff).order_by(users.c.id)
+            return [_user(r) for r in conn.execute(q).mappings()]
+
+    # -- sessions ----------------------------------------------------------------------------------
+
+    def create_session(self, session_id: str, user_id: int, now: datetime, csrf_token_hash: str, source_address: str | None) -> Session:
+        row = {"id": session_id, "user_id": user_id, "created_at": now, "last_seen_at": now,
+               "csrf_token_hash": csrf_token_hash, "source_address": (source_address or "")[:64] or None}
+        with self.engine.begin() as conn:
+            conn.execute(sessions.insert().values(**row))
+        return Session(session_id, user_id, now, now, csrf_token_hash, row["source_address"])
+
+    def session(self, session_id: str) -> Session | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(sessions).where(sessions.c.id == session_id)).mappings().one_or_none()
+        return _session(row) if row is not None else None
+
+    def touch(self, session_id: str, now: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sessions.update().where(sessions.c.id == session_id).values(last_seen_at=now))
+
+    def end_session(self, session_id: str) -> bool:
+        with self.engine.begin() as conn:
+            return conn.execute(sessions.delete().where(sessions.c.id == session_id)).rowcount == 1
+
+    def end_sessions(self, user_id: int, keep: str | None = None) -> int:
+        """End every session of a user (but ``keep``, if given). Returns how many were ended."""
+        with self.engine.begin() as conn:
+            q = sessions.delete().where(sessions.c.user_id == user_id)
+            if keep is not None:
+                q = q.where(sessions.c.id != keep)
+            return conn.execute(q).rowcount
+
+    def sessions_of(self, user_id: int) -> list[Session]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(sessions).where(sessions.c.user_id == user_id).order_by(sessions.c.created_at)).mappings()
+            return [_session(r) for r in rows]
+
+    def end_stale_sessions(self, idle_before: datetime, created_before: datetime) -> int:
+        """Housekeeping: delete sessions past the idle lock or the re-authentication limit (they are refused anyway)."""
+        with self.engine.begin() as conn:
+            q = sessions.delete().where(sa.or_(sessions.c.last_seen_at < idle_before, sessions.c.created_at < created_before))
+            return conn.execute(q).rowcount
+
+
+class ReportAccessRepository:
+    """Which agency may see which report (``report_agency``), and the queue as one agency sees it."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def assign(self, report_id: str, agency_id: str, via: str, now: datetime) -> None:
+        if via not in VIA:
+            raise ValueError(f"via must be one of {', '.join(VIA)}, not {via!r}")
+        with self.engine.begin() as conn:
+            exists = conn.execute(
+                sa.select(report_agency.c.via).where(report_agency.c.report_id == report_id, report_agency.c.agency_id == agency_id)
+            ).first()
+            if exists is None:
+                conn.execute(report_agency.insert().values(report_id=report_id, agency_id=agency_id, via=via, assigned_at=now))
+
+    def revoke(self, report_id: str, agency_id: str) -> bool:
+        with self.engine.begin() as conn:
+            q = report_agency.delete().where(report_agency.c.report_id == report_id, report_agency.c.agency_id == agency_id)
+            return conn.execute(q).rowcount == 1
+
+    def via(self, report_id: str, agency_id: str) -> str | None:
+        """How ``agency_id`` came to see the report, or None when it may not see it (whether or not the report exists)."""
+        with self.engine.connect() as conn:
+            q = sa.select(report_agency.c.via).where(report_agency.c.report_id == report_id, report_agency.c.agency_id == agency_id)
+            found = conn.execute(q).scalar_one_or_none()
+        return str(found) if found is not None else None
+
+    def agencies_of(self, report_id: str) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            q = sa.select(report_agency.c.agency_id, report_agency.c.via).where(report_agency.c.report_id == report_id)
+            return {r[0]: r[1] for r in conn.execute(q)}
+
+    def queue(self, agency_id: str, limit: int, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """One agency's assessed reports, most urgent first (the order of ``AssessmentRepository.queue``), and how many
+        there are in all."""
+        joined = assessments.join(reports, reports.c.id == assessments.c.report_id).join(
+            report_agency, sa.and_(report_agency.c.report_id == assessments.c.report_id, report_agency.c.agency_id == agency_id)
+        )
+        with self.engine.connect() as conn:
+            total = int(conn.execute(sa.select(sa.func.count()).select_from(joined)).scalar_one())
+            q = (
+                sa.select(assessments.c.report_id, assessments.c.tier, assessments.c.score, assessments.c.policy_version,
+                          assessments.c.fired, reports.c.incident_type, reports.c.received_at, report_agency.c.via)
+                .select_from(joined)
+                .order_by(assessments.c.tier, assessments.c.score.desc(), reports.c.received_at, reports.c.id)
+                .limit(limit)
+                .offset(offset)
+            )
+            rows = []
+            for r in conn.execute(q).mappings():
+                fired = json.loads(r["fired"])
+                rows.append({**dict(r), "received_at": _aware(r["received_at"]), "fired": fired, "reasons": [f["reason"] for f in fired]})
+        return rows, total

@@ -1,0 +1,170 @@
+"""Routes, cases, their events, and deconfliction notices."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from tiptriage.store.bulk import insert_rows
+from tiptriage.store.schema import (
+    assessments,
+    case_events,
+    cases,
+    deconfliction_notices,
+    report_accounts,
+    report_locations,
+    report_routes,
+    reports,
+    route_events,
+    subject_accounts,
+)
+
+
+def case_id(report_id: str) -> str:
+    return "C-" + hashlib.sha1(report_id.encode()).hexdigest()[:10]
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    return dt if dt is None or dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+class WorkRepository:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def unrouted(self, limit: int) -> list[dict[str, Any]]:
+        """Assessed reports with a location estimate and no route yet."""
+        with self.engine.connect() as conn:
+            q = (
+                sa.select(assessments.c.report_id, assessments.c.tier, report_locations.c.estimate)
+                .select_from(assessments.join(report_locations, report_locations.c.report_id == assessments.c.report_id)
+                             .outerjoin(report_routes, report_routes.c.report_id == assessments.c.report_id))
+                .where(report_routes.c.report_id.is_(None))
+                .order_by(assessments.c.report_id)
+                .limit(limit)
+            )
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    def open_routed(self, rows: list[dict[str, Any]], by: str, now: datetime) -> None:
+        """Store routes and open a case for each (state new, SLA clock from ``now``), in one transaction."""
+        with self.engine.begin() as conn:
+            insert_rows(conn, report_routes, [{k: r[k] for k in ("report_id", "agency_id", "reason", "confidence")}
+                                              | {"alternatives": json.dumps(r["alternatives"]), "status": "routed", "routed_at": now} for r in rows])
+            insert_rows(conn, route_events, [{"report_id": r["report_id"], "agency_id": r["agency_id"], "action": "route", "to_agency_id": None,
+                                              "reason": r["reason"], "by": by, "at": now} for r in rows])
+            insert_rows(conn, cases, [{"id": case_id(r["report_id"]), "report_id": r["report_id"], "agency_id": r["agency_id"], "state": "new",
+                                       "assignee": None, "outcome": None, "outcome_reason": None, "opened_at": now, "due_at": r["due_at"],
+                                       "updated_at": now} for r in rows])
+
+    def case(self, cid: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(cases).where(sa.or_(cases.c.id == cid, cases.c.report_id == cid))).mappings().one_or_none()
+            if r is None:
+                return None
+            events = [dict(e) for e in conn.execute(sa.select(case_events).where(case_events.c.case_id == r["id"]).order_by(case_events.c.id)).mappings()]
+            return {**dict(r), "due_at": _aware(r["due_at"]), "events": events}
+
+    def update_case(self, cid: str, expected_state: str, values: dict[str, Any], event: dict[str, Any]) -> None:
+        """Move a case only if it is still in the state the caller saw (no lost updates)."""
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            res = conn.execute(cases.update().where(cases.c.id == cid, cases.c.state == expected_state).values(**values, updated_at=now))
+            if res.rowcount != 1:
+                raise RuntimeError(f"case {cid} changed meanwhile; read it again")
+            conn.execute(case_events.insert().values(case_id=cid, at=now, **event))
+
+    def route_action(self, report_id: str, action: str, by: str, reason: str, to_agency: str | None, due: datetime | None) -> None:
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            current = conn.execute(sa.select(report_routes).where(report_routes.c.report_id == report_id)).mappings().one()
+            conn.execute(route_events.insert().values(report_id=report_id, agency_id=current["agency_id"], action=action, to_agency_id=to_agency,
+                                                      reason=reason, by=by, at=now))
+            status = {"accept": "accepted", "decline": "declined", "transfer": "routed"}[action]
+            values: dict[str, Any] = {"status": status}
+            if action in ("decline", "transfer"):
+                target = to_agency or "review"  # a declined report goes back to the clearinghouse's review queue
+                values["agency_id"] = target
+                conn.execute(cases.update().where(cases.c.report_id == report_id).values(agency_id=target, state="new", assignee=None,
+                                                                                         updated_at=now, due_at=due))
+            conn.execute(report_routes.update().where(report_routes.c.report_id == report_id).values(**values))
+
+    def route_of(self, report_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(report_routes).where(report_routes.c.report_id == report_id)).mappings().one_or_none()
+            if r is None:
+                return None
+            events = [dict(e) for e in conn.execute(sa.select(route_events).where(route_events.c.report_id == report_id).order_by(route_events.c.id)).mappings()]
+            return {**dict(r), "alternatives": json.loads(r["alternatives"]), "events": events}
+
+    def agency_queue(self, agency_id: str | None, limit: int | None = None, include_closed: bool = False) -> list[dict[str, Any]]:
+        """An agency's cases, most urgent first (tier, score, oldest), with the SLA clock."""
+        with self.engine.connect() as conn:
+            q = (
+                sa.select(cases, assessments.c.tier, assessments.c.score, assessments.c.fired, reports.c.incident_type, reports.c.received_at)
+                .select_from(cases.join(assessments, assessments.c.report_id == cases.c.report_id).join(reports, reports.c.id == cases.c.report_id))
+                .order_by(assessments.c.tier, assessments.c.score.desc(), reports.c.received_at, cases.c.id)
+            )
+            if agency_id is not None:
+                q = q.where(cases.c.agency_id == agency_id)
+            if not include_closed:
+                q = q.where(cases.c.state != "closed")
+            if limit is not None:
+                q = q.limit(limit)
+            return [{**dict(r), "due_at": _aware(r["due_at"]), "reasons": [f["reason"] for f in json.loads(r["fired"])]}
+                    for r in conn.execute(q).mappings()]
+
+    def agency_summary(self) -> list[dict[str, Any]]:
+        now = datetime.now(UTC)
+        with self.engine.connect() as conn:
+            q = (
+                sa.select(cases.c.agency_id, assessments.c.tier, cases.c.state, cases.c.due_at)
+                .select_from(cases.join(assessments, assessments.c.report_id == cases.c.report_id))
+            )
+            out: dict[str, dict[str, Any]] = {}
+            for agency, tier, state, due in conn.execute(q):
+                s = out.setdefault(agency, {"agency_id": agency, "open": 0, "closed": 0, "overdue": 0, "by_tier": {}})
+                if state == "closed":
+                    s["closed"] += 1
+                    continue
+                s["open"] += 1
+                s["by_tier"][str(tier)] = s["by_tier"].get(str(tier), 0) + 1
+                d = _aware(due)
+                if d is not None and d < now:
+                    s["overdue"] += 1
+            return sorted(out.values(), key=lambda s: -int(s["open"]))
+
+    def replace_deconfliction(self, rows: list[dict[str, Any]]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(deconfliction_notices.delete())
+            insert_rows(conn, deconfliction_notices, rows)
+
+    def subject_routes(self) -> list[tuple[str, str, str, str]]:
+        """(subject, report, agency, case id) for every routed report whose account belongs to a subject."""
+        with self.engine.connect() as conn:
+            q = (
+                sa.select(subject_accounts.c.subject_id, report_routes.c.report_id, cases.c.agency_id, cases.c.id)
+                .select_from(
+                    subject_accounts.join(report_accounts, report_accounts.c.account_key == subject_accounts.c.account_key)
+                    .join(report_routes, report_routes.c.report_id == report_accounts.c.report_id)
+                    .join(cases, cases.c.report_id == report_routes.c.report_id)
+                )
+                .where(cases.c.state != "closed")
+            )
+            return [(r[0], r[1], r[2], r[3]) for r in conn.execute(q)]
+
+    def notices_for(self, agency_id: str | None = None, report_id: str | None = None) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            q = sa.select(deconfliction_notices).order_by(deconfliction_notices.c.id)
+            if agency_id is not None:
+                q = q.where(deconfliction_notices.c.agency_id == agency_id)
+            if report_id is not None:
+                q = q.where(deconfliction_notices.c.report_id == report_id)
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    def deconflicted_reports(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(sa.select(deconfliction_notices.c.report_id).distinct())}

@@ -1,0 +1,1 @@
+"""Work: cases per agency, assignment, state transitions, SLA clocks and outcomes."""
