@@ -856,6 +856,41 @@ def evaluate(
     out.print(f"live-victim classes in tiers 1–2: recall {result['live_victim_recall_tier12']:.3f}, precision {result['live_victim_precision_tier12']:.3f}")
 
 
+@app.command()
+def package(
+    report_id: Annotated[str, typer.Argument(help="The report id.")],
+    fmt: Annotated[str, typer.Option("--format", help="json | html | pdf | case (CASE/UCO JSON-LD)")] = "html",
+    out_file: Annotated[Path, typer.Option("--out", help="Where to write it.")] = Path("package.html"),
+) -> None:
+    """A lead package: summary, tier and reasons, subject and linked reports, identifiers, IP events with places,
+    hash matches (never imagery), deadlines, file-access status, a legal-process checklist and draft 2703(f) letters."""
+    from tiptriage.packages import case_uco, render
+
+    if fmt not in ("json", "html", "pdf", "case"):
+        err.print("[red]--format must be json, html, pdf or case[/]")
+        raise typer.Exit(2)
+    store = _store()
+    try:
+        data = pipeline.build_package(store, report_id, _user())
+    except KeyError:
+        err.print(f"[red]no assessed report {report_id!r}[/] (run tiptriage triage first)")
+        raise typer.Exit(1) from None
+    if fmt == "json":
+        out_file.write_text(json.dumps(render.to_json(data), indent=2, default=str), encoding="utf-8")
+    elif fmt == "html":
+        out_file.write_text(render.to_html(data), encoding="utf-8")
+    elif fmt == "pdf":
+        try:
+            out_file.write_bytes(render.to_pdf(data))
+        except RuntimeError as exc:
+            err.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from None
+    else:
+        case_uco.write_case_jsonld(data, out_file)
+    _audit(store, "export", "package", report_id, format=fmt, path=str(out_file))
+    out.print(f"wrote the {fmt} lead package of {report_id} to {out_file}")
+
+
 audit_app = typer.Typer(no_args_is_help=True, help="The append-only, hash-chained audit log.")
 app.add_typer(audit_app, name="audit")
 

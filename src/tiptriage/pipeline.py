@@ -693,3 +693,68 @@ def deconflict(store: Store) -> int:
     unique = {(r["agency_id"], r["report_id"], r["other_agency_id"], r["other_case_ref"]): r for r in rows}
     store.work.replace_deconfliction(list(unique.values()))
     return len(unique)
+
+
+# -- lead packages ----------------------------------------------------------------------------------
+
+
+def build_package(store: Store, report_id: str, by: str, now: datetime | None = None) -> Any:
+    """Gather what an investigator needs about one report into a PackageData (never imagery)."""
+    from tiptriage.assess.policy import Assessment, FiredRule
+    from tiptriage.packages import deadlines as dl
+    from tiptriage.packages import model as pm
+    from tiptriage.route.jurisdictions import agencies
+
+    now = now or datetime.now(UTC)
+    report = store.get_report(report_id)
+    a = store.assessments.get(report_id)
+    if report is None or a is None:
+        raise KeyError(report_id)
+    assessment = Assessment(tier=a["tier"], score=a["score"], policy_name=a["policy_name"], policy_version=a["policy_version"],
+                            fired=[FiredRule.model_validate(f) for f in a["fired"]])
+    subject = None
+    sid = store.links.subject_of(account_key(report, 0)) if report.reported_people else None
+    subj = store.links.subject(sid) if sid else None
+    if subj is not None:
+        linked_ids = sorted({r["report_id"] for r in subj["report_accounts"]} - {report_id})
+        linked = []
+        for other in store.get_reports(linked_ids[:50]):
+            oa = store.assessments.get(other.id)
+            linked.append(pm.LinkedReport(report_id=other.id, tier=oa["tier"] if oa else None, received_at=other.received_at,
+                                          evidence=[e for lk in subj["links"] for e in lk["evidence"]][:5]))
+        subject = pm.Subject(id=subj["id"], accounts=[pm.SubjectAccount(key=k, provider=k.split(":", 1)[0]) for k in subj["account_keys"]],
+                             linked_reports=linked)
+    kind_map = {"email": "email", "phone": "phone", "username": "username", "esp_account": "esp_id", "ip": "ip", "device": "device_id"}
+    idents: dict[tuple[str, str], pm.Identifier] = {}
+    for i in account_identifiers(report):
+        k = (kind_map.get(i.kind, "other"), i.original)
+        prev = idents.get(k)
+        idents[k] = pm.Identifier(kind=k[0], value=i.original, normalized=i.value, sources=[*(prev.sources if prev else []), f"{report_id} {i.path}"])
+    loc = store.links.location_of(report_id)
+    place = None
+    if loc is not None:
+        est = loc["estimate"]
+        place = pm.EstimatedPlace(country_code=est.get("country_code"), region=est.get("region"), city=est.get("city"),
+                                  confidence=est.get("confidence", 0.0), region_confidence=est.get("region_confidence", 0.0),
+                                  city_confidence=est.get("city_confidence", 0.0), needs_review=est.get("needs_review", True),
+                                  evidence=[f"{e['source']}: {e['detail']}" for e in est.get("evidence", [])])
+    ip_events = [pm.IpEventPlace(ip_address=ev.ip_address, port=ev.port, event_name=ev.event_name.value if ev.event_name else None,
+                                 date_time=ev.date_time, possible_proxy=ev.possible_proxy, account=account_key(report, n), place=place)
+                 for n, acc in enumerate(report.reported_people) for ev in acc.ip_events]
+    matches = [pm.HashMatch(file_id=m["file_id"], hash_type=m["hash_type"], bank=m["bank"], match_type=m["match_type"], distance=m["distance"],
+                            category=m["category"], series=m["series"], victim_identified=m["victim_identified"], suppressed_by=m["suppressed_by"])
+               for m in store.hashsets.matches_of(report_id)]
+    r = store.work.route_of(report_id)
+    names = {ag.id: ag.name for ag in agencies()}
+    routing = pm.Routing(agency_id=r["agency_id"], agency_name=names.get(r["agency_id"]), reason=r["reason"], confidence=r["confidence"],
+                         alternatives=r["alternatives"]) if r else None
+    mode = dl.gate_mode_for(r["agency_id"] if r else None)
+    notices = store.work.notices_for(report_id=report_id)
+    return pm.PackageData(
+        report=report, assessment=assessment, subject=subject, identifiers=list(idents.values()), ip_events=ip_events,
+        hash_matches=matches, routing=routing, deadlines=dl.report_deadlines(report, [], now),
+        file_access=dl.file_access_statuses(report, mode),
+        checklist=pm.LegalChecklist(deconfliction_checked=True,
+                                    notes=[f"deconfliction: subject also has case {n['other_case_ref']} at {n['other_agency_id']}" for n in notices]),
+        generated_at=now, generated_by=by,
+    )

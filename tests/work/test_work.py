@@ -106,3 +106,26 @@ def test_queue_assign_transition_outcome_from_the_command_line(db_url: str, tmp_
     moved = store.work.route_of(rid)
     assert moved is not None and moved["agency_id"] == "gb-nca-ceop" and [e["action"] for e in moved["events"]] == ["route", "transfer"]
     store.dispose()
+
+
+def test_lead_packages_from_the_command_line(db_url: str, tmp_path: Path) -> None:
+    data = synth.generate(60, seed=6)
+    synth.write(data, tmp_path, "xml")
+    run_cli(["ingest", str(tmp_path / "submissions")], db_url)
+    run_cli(["hashset", "import", str(tmp_path / "hashsets" / "known.csv"), "--name", "known"], db_url)
+    run_cli(["triage"], db_url)
+    rid = next(r for r, t in data.truth["reports"].items() if t["class"] == "known_possession")
+    for fmt in ("json", "html", "case"):
+        res = run_cli(["package", rid, "--format", fmt, "--out", str(tmp_path / f"p.{fmt}")], db_url)
+        assert res.returncode == 0, res.stderr
+    pkg = json.loads((tmp_path / "p.json").read_text())
+    assert pkg["report"]["id"] == rid and pkg["assessment"]["tier"] in (1, 2, 3, 4) and pkg["hash_matches"]
+    assert pkg["routing"]["agency_id"] and pkg["deadlines"]
+    html = (tmp_path / "p.html").read_text()
+    assert rid in html and "DRAFT" in html
+    (tmp_path / "p.jsonld").write_text((tmp_path / "p.case").read_text())
+    validated = subprocess.run([str(Path(sys.executable).parent / "case_validate"), str(tmp_path / "p.jsonld")],
+                               capture_output=True, text=True, timeout=300)
+    assert "Conforms: True" in validated.stdout, validated.stdout[-2000:]
+    missing = run_cli(["package", "NOPE", "--format", "json", "--out", str(tmp_path / "x.json")], db_url)
+    assert missing.returncode == 1 and "no assessed report" in missing.stderr
