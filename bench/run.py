@@ -20,7 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ingest
 import pdq_index
 
+import assess
 import link
+import simulate
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -28,6 +30,8 @@ BENCHES: dict[str, Callable[[], dict[str, Any]]] = {
     "ingest": lambda: ingest.main(int(os.environ.get("BENCH_INGEST_N", 100_000))),
     "pdq_index": lambda: pdq_index.main(int(os.environ.get("BENCH_PDQ_N", 10_000_000))),
     "link": lambda: link.main(int(os.environ.get("BENCH_LINK_N", 200_000))),
+    "assess": lambda: assess.main(int(os.environ.get("BENCH_ASSESS_N", 1_000_000))),
+    "simulate": lambda: simulate.main(),
 }
 
 

@@ -891,6 +891,47 @@ def package(
     out.print(f"wrote the {fmt} lead package of {report_id} to {out_file}")
 
 
+@app.command()
+def simulate(
+    policy: Annotated[str, typer.Option(help="fifo | offence-type | default | PATH.yaml")] = "default",
+    compare: Annotated[str | None, typer.Option(help="Several policies on identical arrivals, e.g. fifo,offence-type,default.")] = None,
+    days: Annotated[int, typer.Option(help="Simulated days.")] = 365,
+    investigators: Annotated[int | None, typer.Option(help="Investigators per task force (default: the calibration's).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same arrivals.")] = 0,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Write result.json, measures.csv, backlog.csv and charts here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document, one result object per policy keyed by its name.")] = False,
+) -> None:
+    """Which policy, with the staff a unit has, reaches the children at risk soonest (never touches the store)."""
+    from tiptriage import simulate as sim
+    from tiptriage.simulate import report as sim_report
+
+    names = [p.strip() for p in compare.split(",")] if compare else [policy]
+    with err.status(f"simulating {days} days under {', '.join(names)}"):
+        try:
+            result = sim.compare(names, days=days, investigators=investigators, seed=seed)
+        except (ValueError, FileNotFoundError) as exc:
+            err.print(f"[red]{exc}[/]")
+            raise typer.Exit(2) from None
+    if out_dir is not None:
+        files = sim_report.write_report(result, out_dir)
+        err.print(f"wrote {', '.join(str(f) for f in files.values())}")
+    if as_json:
+        sys.stdout.write(sim_report.to_json(result) + "\n")
+        return
+    t = Table("policy", "class", "median days to first action", "90th percentile days", "within 1 day", "within 7 days", "within 30 days")
+    for r in sim_report.rows(result):
+
+        def days_of(v: object) -> str:
+            return f"{v:.1f}" if isinstance(v, float) else "not reached"
+
+        def share(v: object) -> str:
+            return f"{v:.0%}" if isinstance(v, float) else "-"
+
+        t.add_row(str(r["policy"]), str(r["group"]), days_of(r.get("median_days")), days_of(r.get("p90_days")),
+                  share(r.get("within_1d")), share(r.get("within_7d")), share(r.get("within_30d")))
+    out.print(t)
+
+
 audit_app = typer.Typer(no_args_is_help=True, help="The append-only, hash-chained audit log.")
 app.add_typer(audit_app, name="audit")
 
