@@ -932,6 +932,51 @@ def simulate(
     out.print(t)
 
 
+user_app = typer.Typer(no_args_is_help=True, help="Accounts of the service: each with a password and a TOTP second factor.")
+app.add_typer(user_app, name="user")
+
+
+@user_app.command("add")
+def user_add(
+    username: Annotated[str, typer.Argument(help="The login name.")],
+    agency: Annotated[str, typer.Option(help="The agency id the account belongs to (data/agencies.json, or 'review').")],
+    role: Annotated[str, typer.Option(help="analyst | investigator | supervisor | agency_admin | auditor | system_admin")],
+) -> None:
+    """Create an account; the password is asked for (never an argument), the TOTP secret is shown once."""
+    from tiptriage.server.auth import Authenticator, PasswordPolicyError
+    from tiptriage.store.users import Role
+
+    try:
+        role_value = Role(role)
+    except ValueError:
+        err.print(f"[red]unknown role {role!r}[/]; roles: {', '.join(r.value for r in Role)}")
+        raise typer.Exit(2) from None
+    password = typer.prompt("password (12 characters or more)", hide_input=True, confirmation_prompt=True)
+    try:
+        enrolled = Authenticator(_store()).enroll(username, agency, role_value, password, by=_user())
+    except PasswordPolicyError as exc:
+        err.print(f"[red]password refused:[/] {'; '.join(exc.problems)}")
+        raise typer.Exit(1) from None
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    out.print(f"created {username} ({role_value.value}, agency {agency}). Add this to an authenticator app now; it is not shown again:")
+    out.print(f"  {enrolled.totp_uri}", highlight=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (put TLS in front: cookies are Secure).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """The multi-agency JSON API (login with password + TOTP, agency-scoped queue, reports, explain), audited."""
+    import uvicorn
+
+    from tiptriage.server.app import create_app
+
+    uvicorn.run(create_app(_store()), host=host, port=port)
+
+
 audit_app = typer.Typer(no_args_is_help=True, help="The append-only, hash-chained audit log.")
 app.add_typer(audit_app, name="audit")
 

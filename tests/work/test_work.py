@@ -67,6 +67,10 @@ def test_routing_cases_and_deconfliction(store: Store, tmp_path: Path) -> None:
     a1 = store.assessments.get("DC-1")
     assert a1 is not None and a1["indicators"]["deconfliction"]["value"] is True
     assert any("au-afp-accce" in ev for ev in a1["indicators"]["deconfliction"]["evidence"])
+    from tiptriage.store.users import ReportAccessRepository
+
+    access = ReportAccessRepository(store.engine)
+    assert access.agencies_of("DC-1") == {"gb-nca-ceop": "routed"} and access.via("DC-2", "gb-nca-ceop") is None  # the service follows the route
     case = store.work.case("DC-1")
     assert case is not None and case["state"] == "new" and case["due_at"] is not None
     assert case["due_at"] - case["opened_at"].replace(tzinfo=UTC) == timedelta(hours=24)  # sextortion is tier 1

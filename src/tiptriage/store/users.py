@@ -286,11 +286,11 @@ class UserRepository:
     # -- sessions ----------------------------------------------------------------------------------
 
     def create_session(self, session_id: str, user_id: int, now: datetime, csrf_token_hash: str, source_address: str | None) -> Session:
-        row = {"id": session_id, "user_id": user_id, "created_at": now, "last_seen_at": now,
-               "csrf_token_hash": csrf_token_hash, "source_address": (source_address or "")[:64] or None}
+        source = (source_address or "")[:64] or None
         with self.engine.begin() as conn:
-            conn.execute(sessions.insert().values(**row))
-        return Session(session_id, user_id, now, now, csrf_token_hash, row["source_address"])
+            conn.execute(sessions.insert().values(id=session_id, user_id=user_id, created_at=now, last_seen_at=now,
+                                                  csrf_token_hash=csrf_token_hash, source_address=source))
+        return Session(session_id, user_id, now, now, csrf_token_hash, source)
 
     def session(self, session_id: str) -> Session | None:
         with self.engine.connect() as conn:

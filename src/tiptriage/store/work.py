@@ -22,6 +22,7 @@ from tiptriage.store.schema import (
     route_events,
     subject_accounts,
 )
+from tiptriage.store.users import report_agency
 
 
 def case_id(report_id: str) -> str:
@@ -56,6 +57,8 @@ class WorkRepository:
                                               | {"alternatives": json.dumps(r["alternatives"]), "status": "routed", "routed_at": now} for r in rows])
             insert_rows(conn, route_events, [{"report_id": r["report_id"], "agency_id": r["agency_id"], "action": "route", "to_agency_id": None,
                                               "reason": r["reason"], "by": by, "at": now} for r in rows])
+            # what the service lets each agency see follows the route
+            insert_rows(conn, report_agency, [{"report_id": r["report_id"], "agency_id": r["agency_id"], "via": "routed", "assigned_at": now} for r in rows])
             insert_rows(conn, cases, [{"id": case_id(r["report_id"]), "report_id": r["report_id"], "agency_id": r["agency_id"], "state": "new",
                                        "assignee": None, "outcome": None, "outcome_reason": None, "opened_at": now, "due_at": r["due_at"],
                                        "updated_at": now} for r in rows])
@@ -90,6 +93,8 @@ class WorkRepository:
                 values["agency_id"] = target
                 conn.execute(cases.update().where(cases.c.report_id == report_id).values(agency_id=target, state="new", assignee=None,
                                                                                          updated_at=now, due_at=due))
+                conn.execute(report_agency.delete().where(report_agency.c.report_id == report_id, report_agency.c.via == "routed"))
+                conn.execute(report_agency.insert().values(report_id=report_id, agency_id=target, via="routed", assigned_at=now))
             conn.execute(report_routes.update().where(report_routes.c.report_id == report_id).values(**values))
 
     def route_of(self, report_id: str) -> dict[str, Any] | None:

@@ -7,7 +7,8 @@ import os
 import sqlalchemy as sa
 from alembic import context
 
-import tiptriage.store.audit  # noqa: F401  (registers the audit tables on the shared metadata)
+import tiptriage.store.audit
+import tiptriage.store.users  # noqa: F401  (registers the user, session and report-agency tables)
 from tiptriage.store.schema import metadata
 
 config = context.config

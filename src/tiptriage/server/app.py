@@ -1,0 +1,403 @@
+"""The HTTP API (FastAPI): login, sessions, and each agency's queue and reports, every read and change audited.
+
+``create_app(store)`` builds the application; serve it behind TLS only (the cookies are ``Secure``), for example
+``uvicorn --factory tiptriage.server.app:app_from_env --ssl-keyfile ... --ssl-certfile ...``. The OpenAPI document is at
+``/openapi.json``; the interactive documentation pages are off (they load scripts from a CDN).
+
+Endpoints
+---------
+======  ==============================  =======================================================================
+GET     /api/banner                     the system-use notice, to show and accept before logging in
+POST    /api/login                      {username, password, totp, banner_accepted: true} → session + CSRF cookies
+POST    /api/logout                     ends the session (CSRF token required)
+POST    /api/password                   change one's own password {current, new}; other sessions end (CSRF)
+GET     /api/queue?limit&offset         the agency's assessed reports, most urgent first, paginated
+GET     /api/reports/{id}               the canonical report JSON
+GET     /api/reports/{id}/explain       the assessment: tier, score, every rule that fired with its evidence
+POST    /api/reports/{id}/notes         example state change: audited, stores nothing yet (CSRF token required)
+======  ==============================  =======================================================================
+
+Authentication is a dependency (``Depends(principal)``, FastAPI's security pattern with an ``APIKeyCookie`` scheme): the
+session cookie, then the idle lock and re-authentication limit, then for every method but GET/HEAD/OPTIONS the CSRF token
+(header ``X-CSRF-Token``, equal to the ``__Host-tiptriage_csrf`` cookie set at login). Rules and their sources are in
+``tiptriage.server.auth``.
+
+Role × action (case data is only ever that of the user's own agency: a report is visible to an agency when ``report_agency``
+has a row for the two, routed or by deconfliction; there is no cross-agency role)
+---------------------------------------------------------------------------------------------------------------------------
+=============  ======  ===========================  =====================  ======================  ==================
+role           queue   report, explain (own agency)  notes (own agency)     any report of another   login, logout,
+                                                                            agency, or unknown id   banner, password
+=============  ======  ===========================  =====================  ======================  ==================
+analyst        yes     yes                          yes                    404                     yes
+investigator   yes     yes                          yes                    404                     yes
+supervisor     yes     yes                          yes                    404                     yes
+auditor        yes     yes (read only)              403                    404                     yes
+agency_admin   403     404 (no case data)           404                    404                     yes
+system_admin   403     404 (no case data)           404                    404                     yes
+=============  ======  ===========================  =====================  ======================  ==================
+
+A report the caller may not read answers 404 whether it exists or not, so the answer never tells one agency that another
+agency's report exists; every such attempt is audited with outcome "denied". Account administration (enrolment, disabling,
+unlocking) has no HTTP endpoint yet: ``tiptriage.server.auth.Authenticator`` provides it, audited.
+
+Errors are ``application/problem+json`` (RFC 9457): ``type`` (a tag URI naming the problem, or about:blank), ``title``,
+``status``, ``detail``, ``instance`` (the path). Lists are paginated with ``limit`` and ``offset`` and say the ``total``.
+"""
+
+import os
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final
+
+from fastapi import Body, Depends, FastAPI, Query, Request, Response, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyCookie, APIKeyHeader
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tiptriage.model import Report
+from tiptriage.server.auth import (
+    CSRF_COOKIE,
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    Action,
+    Authenticator,
+    AuthError,
+    AuthPolicy,
+    PasswordPolicyError,
+    Principal,
+    allowed,
+    audit_name,
+    utc_now,
+)
+from tiptriage.store import Store
+from tiptriage.store.users import ReportAccessRepository
+
+PROBLEM_TYPE_BASE: Final = "tag:tiptriage,2025:problems/"  # non-resolvable problem type URIs (RFC 9457 §3.1.1, RFC 4151)
+PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
+MAX_PAGE: Final = 200
+
+
+# -- wire models ------------------------------------------------------------------------------------------------
+
+
+class ProblemDetails(BaseModel):
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class Banner(BaseModel):
+    text: str
+    version: str
+    must_accept: bool = True
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(max_length=256)
+    password: str = Field(max_length=1024, json_schema_extra={"format": "password", "writeOnly": True})
+    totp: str = Field(max_length=16, description="the 6-digit code from the authenticator app")
+    banner_accepted: bool = Field(False, description="must be true: the user accepted the system-use notice")
+
+
+class LoginResponse(BaseModel):
+    username: str
+    agency_id: str
+    role: str
+    csrf_token: str = Field(description=f"send back in the {CSRF_HEADER} header on every state-changing request")
+    idle_timeout_seconds: int
+    reauthenticate_after_seconds: int
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    current: str = Field(max_length=1024, json_schema_extra={"format": "password", "writeOnly": True})
+    new: str = Field(max_length=1024, json_schema_extra={"format": "password", "writeOnly": True})
+
+
+class PasswordChanged(BaseModel):
+    other_sessions_ended: int
+
+
+class QueueItem(BaseModel):
+    report_id: str
+    tier: int
+    score: int
+    incident_type: str
+    received_at: datetime
+    reasons: list[str]
+    policy_version: str
+    via: str = Field(description="how the agency came to see the report: routed | deconfliction")
+
+
+class QueuePage(BaseModel):
+    items: list[QueueItem]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class Explanation(BaseModel):
+    report_id: str
+    tier: int
+    score: int
+    policy_name: str
+    policy_version: str
+    assessed_at: datetime
+    fired: list[dict[str, Any]]
+    indicators: dict[str, Any]
+
+
+class NoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class NoteAccepted(BaseModel):
+    report_id: str
+    stored: bool = Field(description="false: notes are not stored yet; the request is audited")
+
+
+# -- problems ---------------------------------------------------------------------------------------------------
+
+
+class Problem(Exception):
+    def __init__(self, status: int, code: str | None, title: str, detail: str | None = None, *, clear_session: bool = False) -> None:
+        super().__init__(detail or title)
+        self.status, self.code, self.title, self.detail, self.clear_session = status, code, title, detail, clear_session
+
+
+_TITLES: Final = {400: "Bad request", 401: "Not authenticated", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
+                  415: "Unsupported media type", 422: "Invalid request", 500: "Internal error"}
+
+
+def _clear_cookies(response: Response) -> None:
+    for name, http_only in ((SESSION_COOKIE, True), (CSRF_COOKIE, False)):
+        response.delete_cookie(name, path="/", secure=True, httponly=http_only, samesite="strict")
+
+
+def problem_response(request: Request, status: int, code: str | None, title: str, detail: str | None = None, *,
+                     errors: list[dict[str, Any]] | None = None, clear_session: bool = False) -> JSONResponse:
+    body = ProblemDetails(type=f"{PROBLEM_TYPE_BASE}{code}" if code else "about:blank", title=title, status=status, detail=detail,
+                          instance=request.url.path, errors=errors)
+    response = JSONResponse(body.model_dump(exclude_none=True), status_code=status, media_type=PROBLEM_MEDIA_TYPE)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Cookie realm="tiptriage"'
+    if clear_session:
+        _clear_cookies(response)
+    return response
+
+
+_PROBLEM_CONTENT: Final = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: {"model": ProblemDetails, "description": _TITLES.get(s, "Error"), "content": _PROBLEM_CONTENT} for s in statuses}
+
+
+def _tidy_openapi(schema: dict[str, Any]) -> dict[str, Any]:
+    """Two corrections to what FastAPI generates: error responses are problem+json only (``model`` adds application/json),
+    and an operation's security schemes are all required together (FastAPI lists each as an alternative)."""
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if str(status) >= "400" and PROBLEM_MEDIA_TYPE in content:
+                    content.pop("application/json", None)
+            if len(operation.get("security", [])) > 1:
+                operation["security"] = [{name: scopes for req in operation["security"] for name, scopes in req.items()}]
+    return schema
+
+
+# -- the application --------------------------------------------------------------------------------------------
+
+
+def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callable[[], datetime] = utc_now) -> FastAPI:
+    """The API over ``store``. ``policy`` and ``clock`` are injectable (tests move the clock)."""
+    auth = Authenticator(store, policy, clock)
+    access = ReportAccessRepository(store.engine)
+    app = FastAPI(
+        title="tiptriage",
+        version="0.1.0",
+        summary="Agency-scoped, audited access to triaged CyberTipline-style reports.",
+        openapi_url="/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        responses=_problems(422, 500),
+    )
+
+    generate_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _tidy_openapi(generate_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to adjust the schema
+
+    session_cookie = APIKeyCookie(name=SESSION_COOKIE, scheme_name="session", auto_error=False,
+                                  description="set by POST /api/login; Secure, HttpOnly, SameSite=Strict")
+    csrf_scheme = APIKeyHeader(name=CSRF_HEADER, scheme_name="csrf", auto_error=False,
+                               description=f"the CSRF token from the login response (also in the {CSRF_COOKIE} cookie)")
+
+    # -- error handling ------------------------------------------------------------------------------------
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(request, exc.status, exc.code, exc.title, exc.detail, clear_session=exc.clear_session)
+
+    @app.exception_handler(AuthError)
+    async def _auth_error(request: Request, exc: AuthError) -> JSONResponse:
+        return problem_response(request, exc.status, exc.code, _TITLES.get(exc.status, "Refused"), exc.detail, clear_session=exc.clear_session)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else None
+        return problem_response(request, exc.status_code, None, _TITLES.get(exc.status_code, "Error"), detail)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in exc.errors()]
+        if request.url.path == "/api/login":  # a malformed login is a failed login too, and is audited as one
+            auth.audit("(unreadable)", "login_failed", "failed", source_address=_source(request), reason="malformed login request")
+        return problem_response(request, 422, "invalid-request", "Invalid request", "The request does not match the API.", errors=errors)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return problem_response(request, 500, None, "Internal error", "The request could not be completed.")
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response
+
+    # -- dependencies --------------------------------------------------------------------------------------
+
+    def principal(request: Request, token: Annotated[str | None, Security(session_cookie)]) -> Principal:
+        return auth.authenticate(token, method=request.method, csrf_token=request.headers.get(CSRF_HEADER),
+                                 source=_source(request), path=request.url.path)
+
+    Caller = Annotated[Principal, Depends(principal)]
+    csrf_doc = [Security(csrf_scheme)]  # documents the header in OpenAPI; ``principal`` enforces it
+
+    def audit_read(who: Principal, object_type: str, object_id: str, outcome: str = "ok", **detail: Any) -> None:
+        auth.audit(who.user.username, "read", outcome, object_type=object_type, object_id=object_id, agency=who.user.agency_id,
+                   source_address=who.source_address, **detail)
+
+    def readable_report(who: Principal, report_id: str, object_type: str, action: Action = Action.READ_REPORT) -> str:
+        """The way the caller's agency sees the report, or a 404 (audited as denied) when it may not see it."""
+        via = access.via(report_id, who.user.agency_id) if allowed(who.user.role, Action.READ_REPORT) else None
+        if via is None:
+            reason = "role may not read case data" if not allowed(who.user.role, Action.READ_REPORT) else "report not visible to the agency"
+            auth.audit(who.user.username, "read" if action is Action.READ_REPORT else "change", "denied", object_type=object_type,
+                       object_id=report_id, agency=who.user.agency_id, source_address=who.source_address, reason=reason)
+            raise Problem(404, "not-found", "Not found", "No such report.")
+        return via
+
+    # -- banner, login, logout -----------------------------------------------------------------------------
+
+    @app.get("/api/banner", response_model=Banner, tags=["session"])
+    def banner() -> Banner:
+        return Banner(text=auth.policy.banner_text, version=auth.policy.banner_version)
+
+    @app.post("/api/login", response_model=LoginResponse, tags=["session"], responses=_problems(400, 401))
+    def login(request: Request, response: Response, body: Annotated[LoginRequest, Body()]) -> LoginResponse:
+        result = auth.login(body.username, body.password, body.totp, body.banner_accepted, _source(request))
+        max_age = int(auth.policy.reauthenticate_after.total_seconds())
+        response.set_cookie(SESSION_COOKIE, result.token, max_age=max_age, path="/", secure=True, httponly=True, samesite="strict")
+        response.set_cookie(CSRF_COOKIE, result.csrf_token, max_age=max_age, path="/", secure=True, httponly=False, samesite="strict")
+        return LoginResponse(username=result.user.username, agency_id=result.user.agency_id, role=result.user.role.value,
+                             csrf_token=result.csrf_token, idle_timeout_seconds=int(auth.policy.idle_timeout.total_seconds()),
+                             reauthenticate_after_seconds=max_age)
+
+    @app.post("/api/logout", status_code=204, tags=["session"], dependencies=csrf_doc, responses=_problems(401, 403))
+    def logout(who: Caller) -> Response:
+        auth.logout(who)
+        response = Response(status_code=204)
+        _clear_cookies(response)
+        return response
+
+    @app.post("/api/password", response_model=PasswordChanged, tags=["session"], dependencies=csrf_doc, responses=_problems(400, 401, 403))
+    def change_password(who: Caller, body: Annotated[PasswordChange, Body()]) -> PasswordChanged:
+        try:
+            ended = auth.change_password(who, body.current, body.new)
+        except PasswordPolicyError as e:
+            raise Problem(400, "password-refused", "Password refused", "; ".join(e.problems)) from None
+        return PasswordChanged(other_sessions_ended=ended)
+
+    # -- case data -----------------------------------------------------------------------------------------
+
+    @app.get("/api/queue", response_model=QueuePage, tags=["reports"], responses=_problems(401, 403))
+    def queue(
+        who: Caller,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")] = 50,
+        offset: Annotated[int, Query(ge=0, description="items to skip")] = 0,
+    ) -> QueuePage:
+        if not allowed(who.user.role, Action.READ_QUEUE):
+            audit_read(who, "queue", who.user.agency_id, "denied", reason="role may not read case data")
+            raise Problem(403, "forbidden", "Forbidden", "This role has no access to case data.")
+        rows, total = access.queue(who.user.agency_id, limit, offset)
+        audit_read(who, "queue", who.user.agency_id, rows=len(rows), offset=offset, limit=limit, total=total)
+        items = [QueueItem(**{k: r[k] for k in QueueItem.model_fields}) for r in rows]
+        return QueuePage(items=items, total=total, limit=limit, offset=offset,
+                         next_offset=offset + len(items) if offset + len(items) < total else None)
+
+    @app.get("/api/reports/{report_id}", response_model=Report, tags=["reports"], responses=_problems(401, 404))
+    def report(who: Caller, report_id: str) -> Response:
+        via = readable_report(who, report_id, "report")
+        found = store.get_report(report_id)
+        if found is None:
+            audit_read(who, "report", report_id, "failed", reason="not stored")
+            raise Problem(404, "not-found", "Not found", "No such report.")
+        audit_read(who, "report", report_id, via=via)
+        return Response(found.model_dump_json(exclude_none=True), media_type="application/json")
+
+    @app.get("/api/reports/{report_id}/explain", response_model=Explanation, tags=["reports"], responses=_problems(401, 404))
+    def explain(who: Caller, report_id: str) -> Explanation:
+        via = readable_report(who, report_id, "assessment")
+        found = store.assessments.get(report_id)
+        if found is None:
+            audit_read(who, "assessment", report_id, "failed", reason="not assessed yet")
+            raise Problem(404, "not-assessed", "Not found", "The report has not been assessed yet.")
+        audit_read(who, "assessment", report_id, via=via)
+        at = found["assessed_at"]
+        return Explanation(**{k: found[k] for k in Explanation.model_fields if k != "assessed_at"},
+                           assessed_at=at if at.tzinfo else at.replace(tzinfo=UTC))  # SQLite gives times back without a zone
+
+    @app.post("/api/reports/{report_id}/notes", status_code=202, response_model=NoteAccepted, tags=["reports"], dependencies=csrf_doc,
+              responses=_problems(401, 403, 404))
+    def add_note(who: Caller, report_id: str, body: Annotated[NoteRequest, Body()]) -> NoteAccepted:
+        readable_report(who, report_id, "report", Action.ANNOTATE_REPORT)
+        if not allowed(who.user.role, Action.ANNOTATE_REPORT):
+            auth.audit(who.user.username, "change", "denied", object_type="report", object_id=report_id, agency=who.user.agency_id,
+                       source_address=who.source_address, change="note", reason="role may not change case data")
+            raise Problem(403, "forbidden", "Forbidden", "This role may read but not change case data.")
+        auth.audit(who.user.username, "change", object_type="report", object_id=report_id, agency=who.user.agency_id,
+                   source_address=who.source_address, change="note", chars=len(body.text), stored=False)
+        return NoteAccepted(report_id=report_id, stored=False)
+
+    return app
+
+
+def _source(request: Request) -> str | None:
+    """The client's address as the server sees it. Behind a reverse proxy this is the proxy: configure uvicorn's
+    ``--forwarded-allow-ips`` for the proxy so the real address is used."""
+    return audit_name(request.client.host)[:64] if request.client else None
+
+
+def app_from_env() -> FastAPI:
+    """For ``uvicorn --factory``: the store named by TIPTRIAGE_DATABASE_URL (secrets come from the environment, never the repo)."""
+    return create_app(Store(os.environ.get("TIPTRIAGE_DATABASE_URL")))
