@@ -28,6 +28,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 BENCHES: dict[str, Callable[[], dict[str, Any]]] = {
     "ingest": lambda: ingest.main(int(os.environ.get("BENCH_INGEST_N", 100_000))),
+    "exact": lambda: exact.main(),
     "pdq_index": lambda: pdq_index.main(int(os.environ.get("BENCH_PDQ_N", 10_000_000))),
     "link": lambda: link.main(int(os.environ.get("BENCH_LINK_N", 200_000))),
     "assess": lambda: assess.main(int(os.environ.get("BENCH_ASSESS_N", 1_000_000))),
