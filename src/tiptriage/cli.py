@@ -841,11 +841,29 @@ def records_import(file: Annotated[Path, typer.Argument(help="CSV of known perso
 
 @app.command()
 def evaluate(
-    truth: Annotated[Path, typer.Option("--truth", help="truth.json written by tiptriage generate.")],
+    truth: Annotated[Path | None, typer.Option("--truth", help="truth.json written by tiptriage generate.")] = None,
+    outcomes: Annotated[bool, typer.Option("--outcomes", help="Use the outcomes recorded on closed cases instead.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """How well the stored assessments put the planted live-victim classes first (against arrival order)."""
-    result = pipeline.evaluate_truth(_store(), json.loads(truth.read_text("utf-8")))
+    """How well the assessments put first what mattered: against planted truth, or against recorded outcomes."""
+    if (truth is None) == (not outcomes):
+        err.print("[red]give exactly one of --truth FILE or --outcomes[/]")
+        raise typer.Exit(2)
+    store = _store()
+    if outcomes:
+        res = pipeline.evaluate_outcomes(store)
+        _audit(store, "read", "outcomes", "all", closed=res["closed"])
+        if as_json:
+            _emit_json(res)
+            return
+        t = Table("tier", "closed cases", "child safeguarded or arrest", "unfounded", "median hours to close")
+        for tier, v in res["by_tier"].items():
+            t.add_row(tier, str(v["closed"]), f"{v['action_share']:.0%}", f"{v['unfounded_share']:.0%}",
+                      f"{v['median_hours_to_close']:.1f}" if v["median_hours_to_close"] is not None else "-")
+        out.print(t)
+        return
+    assert truth is not None
+    result = pipeline.evaluate_truth(store, json.loads(truth.read_text("utf-8")))
     if as_json:
         _emit_json(result)
         return

@@ -758,3 +758,29 @@ def build_package(store: Store, report_id: str, by: str, now: datetime | None = 
                                     notes=[f"deconfliction: subject also has case {n['other_case_ref']} at {n['other_agency_id']}" for n in notices]),
         generated_at=now, generated_by=by,
     )
+
+
+def evaluate_outcomes(store: Store) -> dict[str, Any]:
+    """Per tier, what the closed cases came to: did the higher tiers hold the cases where a child was
+    safeguarded or an arrest made, and how long did closing take."""
+    by_tier: dict[str, dict[str, Any]] = {}
+    hours: dict[str, list[float]] = {}
+    closed = 0
+    for row in store.work.agency_queue(None, include_closed=True):
+        if row["state"] != "closed":
+            continue
+        closed += 1
+        t = str(row["tier"])
+        v = by_tier.setdefault(t, {"closed": 0, "outcomes": {}})
+        v["closed"] += 1
+        v["outcomes"][row["outcome"]] = v["outcomes"].get(row["outcome"], 0) + 1
+        opened = row["opened_at"] if row["opened_at"].tzinfo else row["opened_at"].replace(tzinfo=UTC)
+        updated = row["updated_at"] if row["updated_at"].tzinfo else row["updated_at"].replace(tzinfo=UTC)
+        hours.setdefault(t, []).append((updated - opened).total_seconds() / 3600)
+    for t, v in by_tier.items():
+        n = v["closed"]
+        v["action_share"] = (v["outcomes"].get("child_safeguarded", 0) + v["outcomes"].get("arrest", 0)) / n
+        v["unfounded_share"] = v["outcomes"].get("unfounded", 0) / n
+        hs = sorted(hours[t])
+        v["median_hours_to_close"] = hs[len(hs) // 2] if hs else None
+    return {"closed": closed, "by_tier": dict(sorted(by_tier.items()))}

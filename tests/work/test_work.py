@@ -103,6 +103,11 @@ def test_queue_assign_transition_outcome_from_the_command_line(db_url: str, tmp_
     c = store.work.case(case)
     assert c is not None and c["state"] == "closed" and c["outcome"] == "child_safeguarded"
     assert [(e["from_state"], e["to_state"]) for e in c["events"]] == [("new", "assigned"), ("assigned", "in_progress"), ("in_progress", "closed")]
+    evaluated = json.loads(run_cli(["evaluate", "--outcomes", "--json"], db_url).stdout)
+    assert evaluated["closed"] == 1
+    ((tier, by),) = evaluated["by_tier"].items()
+    assert tier == str(q[0]["tier"]) and by["action_share"] == 1.0 and by["outcomes"] == {"child_safeguarded": 1}
+    assert run_cli(["evaluate"], db_url).returncode == 2  # one of --truth or --outcomes
     summary = json.loads(run_cli(["queue", "--summary", "--format", "json"], db_url).stdout)
     assert sum(s["open"] for s in summary) == 79 and sum(s["closed"] for s in summary) == 1
     rid = q[1]["report_id"]
