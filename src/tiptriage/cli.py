@@ -995,6 +995,26 @@ def serve(
     uvicorn.run(create_app(_store()), host=host, port=port)
 
 
+db_app = typer.Typer(no_args_is_help=True, help="Database administration.")
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("secure")
+def db_secure(app_role: Annotated[str, typer.Option(help="The non-owner role the service connects as.")] = "tiptriage_app") -> None:
+    """PostgreSQL: create the application role (no BYPASSRLS) and FORCE row-level security on every case table;
+    the audit log becomes append-only for that role. Run as the owner."""
+    from tiptriage.store import rls
+
+    store = _store()
+    try:
+        n = rls.apply(store.engine, app_role)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    _audit(store, "change", "database", "row-level-security", app_role=app_role, statements=n)
+    out.print(f"row-level security applied for role {app_role} ({n} statements)")
+
+
 audit_app = typer.Typer(no_args_is_help=True, help="The append-only, hash-chained audit log.")
 app.add_typer(audit_app, name="audit")
 
