@@ -131,3 +131,12 @@ def test_reads_and_changes_are_audited_and_tampering_is_named(tmp_path: Path, da
         conn.execute("update audit_log set object_id = 'someone-else' where seq = 3")
     broken = run(["audit", "verify", "--json"], db, check=False)
     assert broken.returncode == 1 and json.loads(broken.stdout)["first_bad_seq"] == 3
+
+
+def test_demo_never_wipes_a_folder_that_is_not_a_demo(tmp_path: Path) -> None:
+    precious = tmp_path / "mine"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    proc = run(["demo", "--reports", "20", "--out", str(precious)], tmp_path / "unused.db", check=False)
+    assert proc.returncode == 2 and "not an earlier demo" in proc.stderr
+    assert (precious / "notes.txt").read_text() == "keep me"

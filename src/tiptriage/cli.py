@@ -294,9 +294,13 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
 ) -> None:
     """Generate synthetic data, run everything built so far on it, and show what happened."""
-    if out_dir.exists():
+    if out_dir.exists() and any(out_dir.iterdir()):
+        # only ever replace an earlier demo, never a folder that holds anything else
+        if not ((out_dir / "truth.json").is_file() and (out_dir / "submissions").is_dir()):
+            err.print(f"[red]{out_dir} is not empty and is not an earlier demo folder; choose another --out[/]")
+            raise typer.Exit(2)
         shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     db_url = f"sqlite:///{out_dir / 'tiptriage.db'}"
     out.rule("[bold]tiptriage demo")
     with err.status(f"generating {reports} synthetic reports"):
