@@ -657,13 +657,10 @@ def queue(
         for rec in records:
             w.writerow([rec[c] for c in cols] + [" | ".join(rec["reasons"])])
     elif fmt == "table":
-        t = Table()
-        for col in ("case", "report", "agency", "tier", "score", "state", "SLA"):
-            t.add_column(col, no_wrap=True)
-        t.add_column("why (tiptriage explain REPORT for all of it)", overflow="ellipsis", no_wrap=True)
+        t = Table("case", "report", "agency", "tier", "score", "state", "SLA", "first reason")
         for rec in records:
-            t.add_row(rec["case_id"], rec["report_id"], rec["agency_id"], str(rec["tier"]), str(rec["score"]), rec["state"], rec["sla"],
-                      "; ".join(rec["reasons"][:2]))
+            why = rec["reasons"][0] if rec["reasons"] else "-"
+            t.add_row(rec["case_id"], rec["report_id"], rec["agency_id"], str(rec["tier"]), str(rec["score"]), rec["state"], rec["sla"], why)
         out.print(t)
     else:
         err.print("[red]--format must be table, json or csv[/]")
