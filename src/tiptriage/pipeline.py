@@ -35,6 +35,7 @@ from tiptriage.link.resolve import Decisions, cluster, deterministic_links, prob
 from tiptriage.model import HashType, Report, SourceFormat
 from tiptriage.route.routing import route
 from tiptriage.store import QuarantineEntry, Store, report_row
+from tiptriage.store.times import aware
 from tiptriage.work.states import due_at
 
 Progress = Callable[[int, int], None]  # (submissions seen so far, bytes seen so far)
@@ -215,7 +216,7 @@ def retry_quarantine(store: Store, entry_ids: list[int] | None = None, limits: L
                 sub = _rebuild(store, entry, limits, Path(tmp))
                 row = store.submission_row(entry.digest)
                 assert row is not None
-                received = row["received_at"] if row["received_at"].tzinfo else row["received_at"].replace(tzinfo=UTC)
+                received = aware(row["received_at"])
                 report = read(sub, received, limits)
                 store.resolve_quarantine(entry, sub, report)
                 result.resolved.append((entry.id, report.id))
@@ -774,9 +775,7 @@ def evaluate_outcomes(store: Store) -> dict[str, Any]:
         v = by_tier.setdefault(t, {"closed": 0, "outcomes": {}})
         v["closed"] += 1
         v["outcomes"][row["outcome"]] = v["outcomes"].get(row["outcome"], 0) + 1
-        opened = row["opened_at"] if row["opened_at"].tzinfo else row["opened_at"].replace(tzinfo=UTC)
-        updated = row["updated_at"] if row["updated_at"].tzinfo else row["updated_at"].replace(tzinfo=UTC)
-        hours.setdefault(t, []).append((updated - opened).total_seconds() / 3600)
+        hours.setdefault(t, []).append((aware(row["updated_at"]) - aware(row["opened_at"])).total_seconds() / 3600)
     for t, v in by_tier.items():
         n = v["closed"]
         v["action_share"] = (v["outcomes"].get("child_safeguarded", 0) + v["outcomes"].get("arrest", 0)) / n

@@ -110,7 +110,6 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from tiptriage.intake.cybertip_xml import hash_type_of
 from tiptriage.intake.errors import IntakeError, Limits
 from tiptriage.intake.submission import Submission
 from tiptriage.model import (
@@ -150,6 +149,7 @@ from tiptriage.model import (
     UnknownEnumValue,
     Victim,
     WebPageIncident,
+    hash_type_of,
     resolve,
 )
 

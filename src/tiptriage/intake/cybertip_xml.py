@@ -52,23 +52,8 @@ from tiptriage.model import (
     Reporter,
     Victim,
     WebPageIncident,
+    hash_type_of,
 )
-
-_HASH_NAMES = {
-    "MD5": HashType.MD5,
-    "SHA1": HashType.SHA1,
-    "SHA-1": HashType.SHA1,
-    "SHA256": HashType.SHA256,
-    "SHA-256": HashType.SHA256,
-    "PDQ": HashType.PDQ,
-    "PHOTODNA": HashType.PHOTODNA,
-    "PDNA": HashType.PHOTODNA,
-    "VPDQ": HashType.VPDQ,
-}
-
-
-def hash_type_of(name: str) -> HashType:
-    return _HASH_NAMES.get(name.strip().upper().replace(" ", ""), HashType.OTHER)
 
 
 def _build(node: Node, factory: type, **fields: object) -> object:

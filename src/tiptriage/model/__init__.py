@@ -13,6 +13,7 @@ from tiptriage.model.enums import (
     IndustryClassification,
     ReportAnnotation,
     SourceFormat,
+    hash_type_of,
 )
 from tiptriage.model.report import (
     Account,
@@ -51,5 +52,5 @@ __all__ = [
     "IncidentType", "IndustryClassification", "InternetDetail", "IpCaptureEvent", "LawEnforcement",
     "NameValue", "NewsgroupIncident", "NonInternetIncident", "OnlineGamingIncident", "Peer2PeerIncident",
     "Person", "Phone", "Report", "ReportAnnotation", "ReportedFile", "Reporter", "Source",
-    "SourceDocument", "SourceFormat", "UnknownEnumValue", "Victim", "WebPageIncident", "resolve",
+    "SourceDocument", "SourceFormat", "UnknownEnumValue", "Victim", "WebPageIncident", "hash_type_of", "resolve",
 ]

@@ -7,6 +7,7 @@ Spellings used by other clients resolve through ``data/enum_aliases.json``; see 
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 
@@ -100,3 +101,13 @@ class SourceFormat(StrEnum):
     CYBERTIP_XML = "cybertip-xml"
     CYBERTIP_JSON = "cybertip-json"
     CSV = "csv"
+
+
+# How providers and hash sets spell hash kinds; compared without case, spaces, '-' or '_'.
+_HASH_NAMES = {"MD5": HashType.MD5, "SHA1": HashType.SHA1, "SHA256": HashType.SHA256, "PDQ": HashType.PDQ,
+               "PHOTODNA": HashType.PHOTODNA, "PDNA": HashType.PHOTODNA, "VPDQ": HashType.VPDQ}
+
+
+def hash_type_of(name: str) -> HashType:
+    """The hash kind a name denotes; OTHER when it is not one the matcher knows."""
+    return _HASH_NAMES.get(re.sub(r"[\s_-]", "", name).upper(), HashType.OTHER)

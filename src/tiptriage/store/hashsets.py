@@ -20,6 +20,7 @@ from tiptriage.store.schema import (
     reports,
     viral_hashes,
 )
+from tiptriage.store.times import aware as _aware
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,6 @@ class ImportCounts:
 
 
 _ENTRY_FIELDS = ("media_id", "category", "series", "victim_identified", "offender_identified", "is_distributed", "source_updated_at")
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _bank(row: Any) -> Bank:

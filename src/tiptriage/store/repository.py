@@ -26,11 +26,9 @@ from tiptriage.store.db import database_url, make_engine, migrate
 from tiptriage.store.hashsets import HashSetRepository
 from tiptriage.store.links import LinkRepository
 from tiptriage.store.schema import quarantine, reports, store_meta, submission_documents, submissions
+from tiptriage.store.times import aware as _aware
+from tiptriage.store.times import utc as _utc
 from tiptriage.store.work import WorkRepository
-
-
-def _utc(dt: datetime) -> datetime:
-    return dt.astimezone(UTC)
 
 
 def report_row(r: Report) -> dict[str, Any]:
@@ -46,10 +44,6 @@ def report_row(r: Report) -> dict[str, Any]:
         "file_count": len(r.files),
         "data": r.model_dump_json(exclude_none=True),
     }
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from tiptriage.store.schema import assessments, metadata, reports
+from tiptriage.store.times import aware as _aware
 
 
 class Role(StrEnum):
@@ -89,13 +90,6 @@ report_agency = sa.Table(
 sa.Index("ix_report_agency_agency", report_agency.c.agency_id)
 
 USER_TABLES: Final = (users, sessions, report_agency)
-
-
-def _aware(dt: datetime | None) -> datetime | None:
-    """SQLite gives naive datetimes back; every time stored here is UTC."""
-    if dt is None:
-        return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 def _need(dt: datetime | None) -> datetime:

@@ -22,15 +22,12 @@ from tiptriage.store.schema import (
     route_events,
     subject_accounts,
 )
+from tiptriage.store.times import aware as _aware
 from tiptriage.store.users import report_agency
 
 
 def case_id(report_id: str) -> str:
     return "C-" + hashlib.sha1(report_id.encode()).hexdigest()[:10]
-
-
-def _aware(dt: datetime | None) -> datetime | None:
-    return dt if dt is None or dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 class WorkRepository:

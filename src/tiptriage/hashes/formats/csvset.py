@@ -34,19 +34,10 @@ from typing import BinaryIO
 
 from tiptriage.hashes.entries import HashEntry, HashSetItem, Refusal, check_hash
 from tiptriage.hashes.formats import HashSetLimits, file_too_large
-from tiptriage.model import HashType
+from tiptriage.model import HashType, hash_type_of
 
 REQUIRED = ("hash_type", "value")
 OPTIONAL = ("category", "series", "victim_identified", "media_id", "offender_identified", "is_distributed", "updated_at")
-_TYPES = {
-    "MD5": HashType.MD5,
-    "SHA1": HashType.SHA1,
-    "SHA256": HashType.SHA256,
-    "PDQ": HashType.PDQ,
-    "PHOTODNA": HashType.PHOTODNA,
-    "PDNA": HashType.PHOTODNA,
-    "VPDQ": HashType.VPDQ,
-}
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 _BOM = b"\xef\xbb\xbf"
@@ -168,8 +159,8 @@ def _row(row: list[str], columns: dict[str, int], width: int, place: str, field_
     type_text = cell("hash_type")
     if type_text is None:
         return Refusal(place, "missing hash_type")
-    hash_type = _TYPES.get(type_text.upper().replace("-", "").replace("_", ""))
-    if hash_type is None:
+    hash_type = hash_type_of(type_text)
+    if hash_type is HashType.OTHER:
         return Refusal(place, f"unknown hash_type {type_text[:40]!r}: expected MD5, SHA1, SHA256, PDQ, PHOTODNA or VPDQ")
     raw = cell("value")
     if raw is None:
