@@ -10,8 +10,9 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,6 +25,7 @@ from tiptriage.intake import Limits
 from tiptriage.intake.discover import FORMATS
 from tiptriage.model import Report
 from tiptriage.store import Store
+from tiptriage.work import cases
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Triage CyberTipline-style reports: explainable, offline.")
 quarantine_app = typer.Typer(no_args_is_help=True, help="Submissions that could not be read, with their original bytes.")
@@ -409,12 +411,9 @@ def hashset_import(
 @hashset_app.command("list")
 def hashset_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Banks with their entry counts by hash type and last update."""
-    store = _store()
-    banks = store.hashsets.banks()
-    counts = store.hashsets.entry_counts()
-    rows = [{"name": b.name, "negative": b.negative, "max_distance": b.max_distance, "min_quality": b.min_quality,
-             "updated_at": b.updated_at.isoformat(timespec="seconds"),
-             "entries": {t: n for (bank, t), n in sorted(counts.items()) if bank == b.name}} for b in banks]
+    from tiptriage.hashes.overview import bank_overview
+
+    rows = bank_overview(_store())
     if as_json:
         _emit_json(rows)
         return
@@ -667,12 +666,14 @@ def queue(
         raise typer.Exit(2)
 
 
-def _case_or_exit(store: Store, ref: str) -> dict[str, object]:
-    case = store.work.case(ref)
-    if case is None:
-        err.print(f"[red]no case {ref!r}[/] (a case id C-... or a report id)")
-        raise typer.Exit(1)
-    return case
+def _case_action(do: Callable[[Store, cases.Actor], dict[str, Any]]) -> dict[str, Any]:
+    """Run one case move; a refused move or an unknown case ends the command with the reason."""
+    store = _store()
+    try:
+        return do(store, cases.Actor(_user(), os.environ.get("TIPTRIAGE_AGENCY"), "cli"))
+    except (cases.CaseNotFound, cases.TransitionError) as exc:
+        err.print(f"[red]{exc.args[0]}[/] (a case is named by its id C-... or its report id)")
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -680,45 +681,26 @@ def assign(
     case_ref: Annotated[str, typer.Argument(help="A case id (C-...) or its report id.")],
     to: Annotated[str, typer.Option("--to", help="The investigator.")],
 ) -> None:
-    """Assign a new case to an investigator (new → assigned)."""
-    from tiptriage.work.states import TransitionError, check_transition
-
-    store = _store()
-    case = _case_or_exit(store, case_ref)
-    state = str(case["state"])
-    try:
-        check_transition(state, "assigned")
-    except TransitionError as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from None
-    store.work.update_case(str(case["id"]), state, {"state": "assigned", "assignee": to},
-                           {"from_state": state, "to_state": "assigned", "by": _user(), "note": f"assigned to {to}"})
-    _audit(store, "change", "case", str(case["id"]), transition=f"{state}->assigned", assignee=to)
+    """Assign a new case to an investigator (new → assigned), or reassign an assigned one."""
+    case = _case_action(lambda store, actor: cases.assign(store, case_ref, to, actor))
     out.print(f"case {case['id']} assigned to {to}")
 
 
 @app.command()
 def transition(
     case_ref: Annotated[str, typer.Argument(help="A case id (C-...) or its report id.")],
-    state: Annotated[str, typer.Argument(help="in_progress | legal_process | closed | new | assigned")],
+    state: Annotated[str, typer.Argument(help="in_progress | legal_process | new | assigned")],
     note: Annotated[str | None, typer.Option(help="Why.")] = None,
 ) -> None:
     """Move a case to another state; moves the workflow does not allow are refused with the allowed ones named."""
-    from tiptriage.work.states import TransitionError, check_transition
+    before: list[str] = []
 
-    store = _store()
-    case = _case_or_exit(store, case_ref)
-    current = str(case["state"])
-    try:
-        check_transition(current, state)
-        if state == "closed":
-            raise TransitionError("close a case with `tiptriage outcome CASE OUTCOME`, which records why")
-    except TransitionError as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from None
-    store.work.update_case(str(case["id"]), current, {"state": state}, {"from_state": current, "to_state": state, "by": _user(), "note": note})
-    _audit(store, "change", "case", str(case["id"]), transition=f"{current}->{state}")
-    out.print(f"case {case['id']}: {current} → {state}")
+    def do(store: Store, actor: cases.Actor) -> dict[str, Any]:
+        before.append(str(cases.find(store, case_ref)["state"]))
+        return cases.move(store, case_ref, state, actor, note)
+
+    case = _case_action(do)
+    out.print(f"case {case['id']}: {before[0]} → {state}")
 
 
 @app.command()
@@ -728,20 +710,7 @@ def outcome(
     reason: Annotated[str | None, typer.Option(help="Required for no_action and referred_elsewhere.")] = None,
 ) -> None:
     """Close a case with its outcome; outcomes feed the evaluation and the statistics."""
-    from tiptriage.work.states import TransitionError, check_outcome, check_transition
-
-    store = _store()
-    case = _case_or_exit(store, case_ref)
-    current = str(case["state"])
-    try:
-        check_transition(current, "closed")
-        check_outcome(result, reason)
-    except TransitionError as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from None
-    store.work.update_case(str(case["id"]), current, {"state": "closed", "outcome": result, "outcome_reason": reason},
-                           {"from_state": current, "to_state": "closed", "by": _user(), "note": f"outcome {result}" + (f": {reason}" if reason else "")})
-    _audit(store, "change", "case", str(case["id"]), transition=f"{current}->closed", case_outcome=result)
+    case = _case_action(lambda store, actor: cases.close(store, case_ref, result, reason, actor))
     out.print(f"case {case['id']} closed: {result}")
 
 

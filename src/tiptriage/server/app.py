@@ -58,6 +58,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tiptriage.model import Report
+from tiptriage.server.api import add_api_routes
 from tiptriage.server.auth import (
     CSRF_COOKIE,
     CSRF_HEADER,
@@ -72,24 +73,24 @@ from tiptriage.server.auth import (
     audit_name,
     utc_now,
 )
+from tiptriage.server.context import Context
+from tiptriage.server.problems import (
+    PROBLEM_MEDIA_TYPE,
+    TITLES,
+    Problem,
+    clear_cookies,
+    problem_response,
+    problems,
+)
+from tiptriage.server.web import add_web_routes
 from tiptriage.store import Store
 from tiptriage.store.users import ReportAccessRepository
+from tiptriage.store.views import ServiceViews
 
-PROBLEM_TYPE_BASE: Final = "tag:tiptriage,2025:problems/"  # non-resolvable problem type URIs (RFC 9457 §3.1.1, RFC 4151)
-PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
 MAX_PAGE: Final = 200
 
 
 # -- wire models ------------------------------------------------------------------------------------------------
-
-
-class ProblemDetails(BaseModel):
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str | None = None
-    instance: str | None = None
-    errors: list[dict[str, Any]] | None = None
 
 
 class Banner(BaseModel):
@@ -165,43 +166,6 @@ class NoteAccepted(BaseModel):
     stored: bool = Field(description="false: notes are not stored yet; the request is audited")
 
 
-# -- problems ---------------------------------------------------------------------------------------------------
-
-
-class Problem(Exception):
-    def __init__(self, status: int, code: str | None, title: str, detail: str | None = None, *, clear_session: bool = False) -> None:
-        super().__init__(detail or title)
-        self.status, self.code, self.title, self.detail, self.clear_session = status, code, title, detail, clear_session
-
-
-_TITLES: Final = {400: "Bad request", 401: "Not authenticated", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
-                  415: "Unsupported media type", 422: "Invalid request", 500: "Internal error"}
-
-
-def _clear_cookies(response: Response) -> None:
-    for name, http_only in ((SESSION_COOKIE, True), (CSRF_COOKIE, False)):
-        response.delete_cookie(name, path="/", secure=True, httponly=http_only, samesite="strict")
-
-
-def problem_response(request: Request, status: int, code: str | None, title: str, detail: str | None = None, *,
-                     errors: list[dict[str, Any]] | None = None, clear_session: bool = False) -> JSONResponse:
-    body = ProblemDetails(type=f"{PROBLEM_TYPE_BASE}{code}" if code else "about:blank", title=title, status=status, detail=detail,
-                          instance=request.url.path, errors=errors)
-    response = JSONResponse(body.model_dump(exclude_none=True), status_code=status, media_type=PROBLEM_MEDIA_TYPE)
-    if status == 401:
-        response.headers["WWW-Authenticate"] = 'Cookie realm="tiptriage"'
-    if clear_session:
-        _clear_cookies(response)
-    return response
-
-
-_PROBLEM_CONTENT: Final = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
-
-
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {s: {"model": ProblemDetails, "description": _TITLES.get(s, "Error"), "content": _PROBLEM_CONTENT} for s in statuses}
-
-
 def _tidy_openapi(schema: dict[str, Any]) -> dict[str, Any]:
     """Two corrections to what FastAPI generates: error responses are problem+json only (``model`` adds application/json),
     and an operation's security schemes are all required together (FastAPI lists each as an alternative)."""
@@ -223,6 +187,7 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
     """The API over ``store``. ``policy`` and ``clock`` are injectable (tests move the clock)."""
     auth = Authenticator(store, policy, clock)
     access = ReportAccessRepository(store.engine)
+    ctx = Context(store, auth, access, ServiceViews(store.engine))
     app = FastAPI(
         title="tiptriage",
         version="0.1.0",
@@ -230,7 +195,7 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
         openapi_url="/openapi.json",
         docs_url=None,
         redoc_url=None,
-        responses=_problems(422, 500),
+        responses=problems(422, 500),
     )
 
     generate_openapi = app.openapi
@@ -255,12 +220,12 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
 
     @app.exception_handler(AuthError)
     async def _auth_error(request: Request, exc: AuthError) -> JSONResponse:
-        return problem_response(request, exc.status, exc.code, _TITLES.get(exc.status, "Refused"), exc.detail, clear_session=exc.clear_session)
+        return problem_response(request, exc.status, exc.code, TITLES.get(exc.status, "Refused"), exc.detail, clear_session=exc.clear_session)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else None
-        return problem_response(request, exc.status_code, None, _TITLES.get(exc.status_code, "Error"), detail)
+        return problem_response(request, exc.status_code, None, TITLES.get(exc.status_code, "Error"), detail)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -294,18 +259,10 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
     csrf_doc = [Security(csrf_scheme)]  # documents the header in OpenAPI; ``principal`` enforces it
 
     def audit_read(who: Principal, object_type: str, object_id: str, outcome: str = "ok", **detail: Any) -> None:
-        auth.audit(who.user.username, "read", outcome, object_type=object_type, object_id=object_id, agency=who.user.agency_id,
-                   source_address=who.source_address, **detail)
+        ctx.audit(who, "read", outcome, object_type=object_type, object_id=object_id, **detail)
 
     def readable_report(who: Principal, report_id: str, object_type: str, action: Action = Action.READ_REPORT) -> str:
-        """The way the caller's agency sees the report, or a 404 (audited as denied) when it may not see it."""
-        via = access.via(report_id, who.user.agency_id) if allowed(who.user.role, Action.READ_REPORT) else None
-        if via is None:
-            reason = "role may not read case data" if not allowed(who.user.role, Action.READ_REPORT) else "report not visible to the agency"
-            auth.audit(who.user.username, "read" if action is Action.READ_REPORT else "change", "denied", object_type=object_type,
-                       object_id=report_id, agency=who.user.agency_id, source_address=who.source_address, reason=reason)
-            raise Problem(404, "not-found", "Not found", "No such report.")
-        return via
+        return ctx.visible_report(who, report_id, object_type, "read" if action is Action.READ_REPORT else "change")
 
     # -- banner, login, logout -----------------------------------------------------------------------------
 
@@ -313,7 +270,7 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
     def banner() -> Banner:
         return Banner(text=auth.policy.banner_text, version=auth.policy.banner_version)
 
-    @app.post("/api/login", response_model=LoginResponse, tags=["session"], responses=_problems(400, 401))
+    @app.post("/api/login", response_model=LoginResponse, tags=["session"], responses=problems(400, 401))
     def login(request: Request, response: Response, body: Annotated[LoginRequest, Body()]) -> LoginResponse:
         result = auth.login(body.username, body.password, body.totp, body.banner_accepted, _source(request))
         max_age = int(auth.policy.reauthenticate_after.total_seconds())
@@ -323,14 +280,14 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
                              csrf_token=result.csrf_token, idle_timeout_seconds=int(auth.policy.idle_timeout.total_seconds()),
                              reauthenticate_after_seconds=max_age)
 
-    @app.post("/api/logout", status_code=204, tags=["session"], dependencies=csrf_doc, responses=_problems(401, 403))
+    @app.post("/api/logout", status_code=204, tags=["session"], dependencies=csrf_doc, responses=problems(401, 403))
     def logout(who: Caller) -> Response:
         auth.logout(who)
         response = Response(status_code=204)
-        _clear_cookies(response)
+        clear_cookies(response)
         return response
 
-    @app.post("/api/password", response_model=PasswordChanged, tags=["session"], dependencies=csrf_doc, responses=_problems(400, 401, 403))
+    @app.post("/api/password", response_model=PasswordChanged, tags=["session"], dependencies=csrf_doc, responses=problems(400, 401, 403))
     def change_password(who: Caller, body: Annotated[PasswordChange, Body()]) -> PasswordChanged:
         try:
             ended = auth.change_password(who, body.current, body.new)
@@ -340,7 +297,7 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
 
     # -- case data -----------------------------------------------------------------------------------------
 
-    @app.get("/api/queue", response_model=QueuePage, tags=["reports"], responses=_problems(401, 403))
+    @app.get("/api/queue", response_model=QueuePage, tags=["reports"], responses=problems(401, 403))
     def queue(
         who: Caller,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")] = 50,
@@ -355,7 +312,7 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
         return QueuePage(items=items, total=total, limit=limit, offset=offset,
                          next_offset=offset + len(items) if offset + len(items) < total else None)
 
-    @app.get("/api/reports/{report_id}", response_model=Report, tags=["reports"], responses=_problems(401, 404))
+    @app.get("/api/reports/{report_id}", response_model=Report, tags=["reports"], responses=problems(401, 404))
     def report(who: Caller, report_id: str) -> Response:
         via = readable_report(who, report_id, "report")
         found = store.get_report(report_id)
@@ -365,7 +322,7 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
         audit_read(who, "report", report_id, via=via)
         return Response(found.model_dump_json(exclude_none=True), media_type="application/json")
 
-    @app.get("/api/reports/{report_id}/explain", response_model=Explanation, tags=["reports"], responses=_problems(401, 404))
+    @app.get("/api/reports/{report_id}/explain", response_model=Explanation, tags=["reports"], responses=problems(401, 404))
     def explain(who: Caller, report_id: str) -> Explanation:
         via = readable_report(who, report_id, "assessment")
         found = store.assessments.get(report_id)
@@ -378,7 +335,7 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
                            assessed_at=at if at.tzinfo else at.replace(tzinfo=UTC))  # SQLite gives times back without a zone
 
     @app.post("/api/reports/{report_id}/notes", status_code=202, response_model=NoteAccepted, tags=["reports"], dependencies=csrf_doc,
-              responses=_problems(401, 403, 404))
+              responses=problems(401, 403, 404))
     def add_note(who: Caller, report_id: str, body: Annotated[NoteRequest, Body()]) -> NoteAccepted:
         readable_report(who, report_id, "report", Action.ANNOTATE_REPORT)
         if not allowed(who.user.role, Action.ANNOTATE_REPORT):
@@ -389,6 +346,8 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
                    source_address=who.source_address, change="note", chars=len(body.text), stored=False)
         return NoteAccepted(report_id=report_id, stored=False)
 
+    add_api_routes(app, ctx, Depends(principal), csrf_doc)
+    add_web_routes(app, ctx)
     return app
 
 

@@ -116,20 +116,30 @@ class AuthPolicy:
 
 class Action(StrEnum):
     READ_QUEUE = "read_queue"
-    READ_REPORT = "read_report"  # the report and its assessment (explain)
-    ANNOTATE_REPORT = "annotate_report"  # state changes on a report (notes today)
+    READ_REPORT = "read_report"  # the report, its assessment (explain), its subject as the agency sees it
+    ANNOTATE_REPORT = "annotate_report"  # notes on a report
+    EXPORT_PACKAGE = "export_package"  # a lead package (JSON, HTML, PDF, CASE)
+    WORK_CASE = "work_case"  # take a case, move it through the workflow, record its outcome
+    ASSIGN_CASE = "assign_case"  # assign a case to anyone in the agency
+    READ_DASHBOARD = "read_dashboard"  # the agency's supervisor figures
+    READ_AUDIT = "read_audit"  # the agency's audit entries and the chain's verification
+    SUBMIT = "submit"  # upload a submission (ESP XML/zip, JSON, CSV); the answer is a receipt, never case data
+    ADMIN_HASHSETS = "admin_hashsets"  # list and import known-hash sets (shared by every agency)
+    ADMIN_POLICY = "admin_policy"  # read and set the agency's priority policy
 
 
-_CASE_WORKERS: Final = frozenset({Action.READ_QUEUE, Action.READ_REPORT, Action.ANNOTATE_REPORT})
+_CASE_READERS: Final = frozenset({Action.READ_QUEUE, Action.READ_REPORT})
+_CASE_WORKERS: Final = _CASE_READERS | {Action.ANNOTATE_REPORT, Action.EXPORT_PACKAGE, Action.WORK_CASE}
 
-# What each role may do with case data, always only within its own agency (see tiptriage.server.app for the matrix).
+# What each role may do, always only within its own agency (see tiptriage.server.app for the matrix). An analyst triages and
+# annotates; an investigator works cases; a supervisor also assigns and watches the figures; an auditor reads, never changes.
 PERMISSIONS: Final[dict[Role, frozenset[Action]]] = {
-    Role.ANALYST: _CASE_WORKERS,
+    Role.ANALYST: _CASE_READERS | {Action.ANNOTATE_REPORT, Action.EXPORT_PACKAGE, Action.SUBMIT},
     Role.INVESTIGATOR: _CASE_WORKERS,
-    Role.SUPERVISOR: _CASE_WORKERS,
-    Role.AUDITOR: frozenset({Action.READ_QUEUE, Action.READ_REPORT}),
-    Role.AGENCY_ADMIN: frozenset(),  # manages its agency's accounts; no case data (least privilege, CJIS 5.5 AC-6)
-    Role.SYSTEM_ADMIN: frozenset(),  # runs the system; no case data of any agency
+    Role.SUPERVISOR: _CASE_WORKERS | {Action.ASSIGN_CASE, Action.READ_DASHBOARD},
+    Role.AUDITOR: _CASE_READERS | {Action.READ_AUDIT},
+    Role.AGENCY_ADMIN: frozenset({Action.ADMIN_POLICY}),  # manages its agency's accounts and policy; no case data (CJIS 5.5 AC-6)
+    Role.SYSTEM_ADMIN: frozenset({Action.ADMIN_HASHSETS, Action.SUBMIT}),  # runs the system; no case data of any agency
 }
 
 

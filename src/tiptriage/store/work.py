@@ -9,6 +9,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from tiptriage.audit.chain import AuditEvent
+from tiptriage.store.audit import AuditRepository
 from tiptriage.store.bulk import insert_rows
 from tiptriage.store.schema import (
     assessments,
@@ -24,6 +26,10 @@ from tiptriage.store.schema import (
 )
 from tiptriage.store.times import aware as _aware
 from tiptriage.store.users import report_agency
+
+
+class CaseConflict(RuntimeError):
+    """The case moved since the caller read it."""
 
 
 def case_id(report_id: str) -> str:
@@ -68,14 +74,18 @@ class WorkRepository:
             events = [dict(e) for e in conn.execute(sa.select(case_events).where(case_events.c.case_id == r["id"]).order_by(case_events.c.id)).mappings()]
             return {**dict(r), "due_at": _aware(r["due_at"]), "events": events}
 
-    def update_case(self, cid: str, expected_state: str, values: dict[str, Any], event: dict[str, Any]) -> None:
-        """Move a case only if it is still in the state the caller saw (no lost updates)."""
+    def update_case(self, cid: str, expected_state: str, values: dict[str, Any], event: dict[str, Any],
+                    audit: tuple[AuditRepository, AuditEvent] | None = None) -> None:
+        """Move a case only if it is still in the state the caller saw (no lost updates). The audit entry, when given, is
+        written in the same transaction, so a change never commits without its entry."""
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
             res = conn.execute(cases.update().where(cases.c.id == cid, cases.c.state == expected_state).values(**values, updated_at=now))
             if res.rowcount != 1:
-                raise RuntimeError(f"case {cid} changed meanwhile; read it again")
+                raise CaseConflict(f"case {cid} changed meanwhile; read it again")
             conn.execute(case_events.insert().values(case_id=cid, at=now, **event))
+            if audit is not None:
+                audit[0].append_in(conn, [audit[1]])
 
     def route_action(self, report_id: str, action: str, by: str, reason: str, to_agency: str | None, due: datetime | None) -> None:
         now = datetime.now(UTC)
