@@ -18,14 +18,24 @@ from tiptriage.enrich.geo import LocationEstimate, LocationEvidence
 from tiptriage.route.jurisdictions import Agency, Jurisdictions, load, lookup, normalize_county, parse
 from tiptriage.route.routing import DEFAULT, RoutingRules, route, summarize_evidence
 
+# The regions the ICAC program covers: the 50 states and DC (see data/SOURCES.md for Puerto Rico).
 US_REGIONS = [
     "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS", "KY", "LA", "ME", "MD",
     "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC",
-    "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV", "WI", "WY", "DC", "PR",
+    "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV", "WI", "WY", "DC",
 ]  # fmt: skip
-STATE_FIPS = {"CA": "06", "FL": "12", "IL": "17", "VA": "51"}
+# US Census Bureau state FIPS codes (the first two digits of every county code in the state)
+STATE_FIPS = {
+    "AL": "01", "AK": "02", "AZ": "04", "AR": "05", "CA": "06", "CO": "08", "CT": "09", "DE": "10", "DC": "11", "FL": "12",
+    "GA": "13", "HI": "15", "ID": "16", "IL": "17", "IN": "18", "IA": "19", "KS": "20", "KY": "21", "LA": "22", "ME": "23",
+    "MD": "24", "MA": "25", "MI": "26", "MN": "27", "MS": "28", "MO": "29", "MT": "30", "NE": "31", "NV": "32", "NH": "33",
+    "NJ": "34", "NM": "35", "NY": "36", "NC": "37", "ND": "38", "OH": "39", "OK": "40", "OR": "41", "PA": "42", "RI": "44",
+    "SC": "45", "SD": "46", "TN": "47", "TX": "48", "UT": "49", "VT": "50", "VA": "51", "WA": "53", "WV": "54", "WI": "55",
+    "WY": "56",
+}  # fmt: skip
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
-VERIFIED_US = 23  # task forces confirmed by a retrieved source; see data/SOURCES.md
+TASK_FORCES = 61  # OJJDP, ICAC Task Force Program page (FY2024); see data/SOURCES.md
+VERIFIED_US = 59  # task forces whose lead agency a retrieved source names; see data/SOURCES.md
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -115,35 +125,69 @@ def us_task_forces(data: Jurisdictions) -> list[Agency]:
 # ------------------------------------------------------------------------------------- agencies.json
 
 
-def test_us_task_force_count_is_61_or_the_gap_is_documented(data: Jurisdictions) -> None:
+def sources_md() -> str:
+    return " ".join(resources.files("tiptriage.data").joinpath("SOURCES.md").read_text("utf-8").replace("*", "").split())
+
+
+def test_there_are_61_task_forces_and_sources_md_counts_the_verified_ones(data: Jurisdictions) -> None:
     icac = us_task_forces(data)
     verified = [a for a in icac if a.verified]
-    if len(verified) == len(icac):
-        assert len(icac) == 61
-        return
+    assert len(icac) == TASK_FORCES
     assert len(verified) == VERIFIED_US
-    sources_md = " ".join(resources.files("tiptriage.data").joinpath("SOURCES.md").read_text("utf-8").replace("*", "").split())
-    assert f"{len(icac)} candidate US entries, {len(verified)} verified, {len(icac) - len(verified)} not verified" in sources_md
+    assert f"{TASK_FORCES} US task forces, {VERIFIED_US} verified, {TASK_FORCES - VERIFIED_US} not verified" in sources_md()
     for agency in icac:
+        assert agency.kind == "icac" and agency.country == "US" and agency.state in US_REGIONS, agency.id
         if not agency.verified:
-            assert agency.note, f"{agency.id} is unverified without a note saying why"
+            assert agency.note and "Searched" in agency.note, f"{agency.id} is unverified without a note saying what was searched"
 
 
-def test_every_state_dc_and_puerto_rico_has_a_task_force(data: Jurisdictions) -> None:
-    missing = [r for r in US_REGIONS if not data.task_forces(r)]
-    assert missing == []
-    stray = {a.state for a in us_task_forces(data)} - set(US_REGIONS)
-    assert stray == set()
+def test_every_state_and_dc_resolves_to_exactly_one_default_task_force(data: Jurisdictions) -> None:
+    for region in US_REGIONS:
+        tied = data.task_forces(region)
+        assert tied, region
+        whole = [a for a in tied if region in a.covers_states]
+        defaults = [a for a in tied if a.state_default and a.state == region]
+        assert len(whole) + len(defaults) == 1, region  # one task force takes it whole, or one is its default
+        assert data.default_task_force(region) is (whole or defaults)[0], region
+        if len(tied) == 1:
+            assert data.whole_state_task_force(region) is tied[0], region
+        else:
+            assert not whole and len(defaults) == 1, region
+    stray = {a.state for a in us_task_forces(data)} | {r for a in us_task_forces(data) for r in a.covers_states}
+    assert stray <= set(US_REGIONS)
+    assert data.by_id("us-icac-va-nova-dc").covers_states == ("DC",)
 
 
-def test_every_entry_has_a_source_and_verified_entries_cite_one(data: Jurisdictions) -> None:
+def test_puerto_rico_is_not_covered_and_the_gap_is_documented(data: Jurisdictions) -> None:
+    assert data.task_forces("PR") == []
+    assert data.default_task_force("PR") is None
+    assert "us-icac-pr" not in {a.id for a in data.agencies}
+    assert any("Puerto Rico" in note and "62nd" in note for note in data.notes)
+    assert "Puerto Rico" in sources_md()
+
+
+def test_default_basis_is_set_exactly_for_state_defaults(data: Jurisdictions) -> None:
+    for agency in data.agencies:
+        assert agency.state_default == (agency.default_basis is not None), agency.id
+    basis = {a.state: a.default_basis for a in us_task_forces(data) if a.state_default}
+    assert basis == {"CA": "assigned", "FL": "assigned", "TX": "assigned", "IL": "sourced", "NY": "sourced", "VA": "inferred"}
+    for agency in us_task_forces(data):
+        if agency.default_basis == "assigned":
+            assert agency.note and "not public" in agency.note, agency.id
+
+
+def test_every_entry_has_a_source_and_verified_entries_cite_one_with_a_date(data: Jurisdictions) -> None:
     ids = [a.id for a in data.agencies]
     assert len(ids) == len(set(ids))
     for agency in data.agencies:
         assert agency.source.strip(), agency.id
         if agency.verified and agency.kind != "review":
-            assert re.search(r"https?://|award|resolution|report|contract", agency.source, re.IGNORECASE), agency.id
-            assert agency.source_date, agency.id
+            assert re.search(r"https?://", agency.source), agency.id
+            assert agency.source_date and re.fullmatch(r"\d{4}(-\d{2}(-\d{2})?)?|n\.d\.", agency.source_date), agency.id
+            assert agency.lead_agency, agency.id
+    for agency in us_task_forces(data):
+        assert agency.lead_agency, agency.id
+        assert "recollection" not in (agency.note or ""), agency.id  # nothing from memory is left in the file
     assert data.review.kind == "review"
     assert data.eu_member_states_source.startswith("European Union")
 
@@ -156,25 +200,37 @@ def test_ids_are_stable_and_shaped(data: Jurisdictions) -> None:
     assert {a.id for a in data.task_forces("CA")} == expected
 
 
-def test_county_lists_carry_census_fips_codes(data: Jurisdictions) -> None:
+def test_every_county_belongs_to_its_state_by_fips_prefix(data: Jurisdictions) -> None:
     counted = 0
     for agency in us_task_forces(data):
         for county in agency.counties:
             assert re.fullmatch(r"\d{5}", county.fips), county
-            assert county.fips.startswith(STATE_FIPS[county.state]), county
+            assert county.state == agency.state, (agency.id, county)
+            assert county.fips.startswith(STATE_FIPS[county.state]), (agency.id, county)
+            assert county.fips[2:] != "000", county
             counted += 1
-    assert len(data.by_id("us-icac-fl-north").counties) == 38
-    assert len(data.by_id("us-icac-ca-siliconvalley").counties) == 11
-    assert counted >= 38 + 11 + 1
+    sizes = {tf: len(data.by_id(tf).counties) for tf in ("us-icac-fl-north", "us-icac-ca-siliconvalley", "us-icac-ca-losangeles")}
+    assert sizes == {"us-icac-fl-north": 38, "us-icac-ca-siliconvalley": 11, "us-icac-ca-losangeles": 5}
+    assert counted == 38 + 11 + 5 + 1 + 10  # + Cook County, + the Northern Virginia area
 
 
-def test_split_states_have_at_most_one_default_and_single_states_none_needed(data: Jurisdictions) -> None:
-    for region in US_REGIONS:
-        tied = data.task_forces(region)
-        defaults = [a for a in tied if a.state_default and a.state == region]
-        assert len(defaults) <= 1, region
-        if len(tied) == 1:
-            assert data.whole_state_task_force(region) is tied[0], region
+def test_no_county_is_claimed_by_two_task_forces(data: Jurisdictions) -> None:
+    owner: dict[str, str] = {}
+    names: dict[tuple[str, str], str] = {}
+    for agency in us_task_forces(data):
+        for county in agency.counties:
+            assert county.fips not in owner, f"{county.fips} in {owner.get(county.fips)} and {agency.id}"
+            owner[county.fips] = agency.id
+            key = (county.state, normalize_county(county.name))
+            assert key not in names, f"{key} in {names.get(key)} and {agency.id}"
+            names[key] = agency.id
+
+
+def test_county_lists_only_in_states_with_several_task_forces(data: Jurisdictions) -> None:
+    for agency in us_task_forces(data):
+        if agency.counties:
+            assert agency.state and len(data.task_forces(agency.state)) > 1, agency.id
+            assert agency.state not in agency.covers_states, agency.id
 
 
 def test_national_contact_points_and_europol(data: Jurisdictions) -> None:
@@ -195,6 +251,9 @@ def test_lookup_orders_candidates_most_specific_first(data: Jurisdictions) -> No
     assert [a.id for a in lookup("DE")] == ["de-bka", "eu-europol-ec3"]
     assert [a.id for a in lookup("JP")] == ["review"]
     assert [a.id for a in lookup("US")] == ["review"]
+    assert next(a.id for a in lookup("US", "CA")) == "us-icac-ca-siliconvalley"  # the assigned default
+    assert next(a.id for a in lookup("US", "CA", "Ventura")) == "us-icac-ca-losangeles"
+    assert [a.id for a in lookup("US", "PR")] == ["review"]
 
 
 def test_county_names_normalize() -> None:
@@ -210,6 +269,13 @@ def test_parse_rejects_a_file_without_sources_or_review() -> None:
         parse({**base, "agencies": [{**review, "source": " ", "source_date": None, "verified": True}]})
     with pytest.raises(ValueError, match="no 'review'"):
         parse({**base, "agencies": []})
+    ok = {**review, "source": "s", "source_date": None, "verified": True}
+    tf = {"id": "us-icac-xx", "name": "x", "kind": "icac", "country": "US", "state": "XX", "lead_agency": "y", "note": None,
+          "source": "s", "source_date": None, "verified": True}  # fmt: skip
+    with pytest.raises(ValueError, match="default_basis"):
+        parse({**base, "agencies": [ok, {**tf, "state_default": True}]})
+    with pytest.raises(ValueError, match="default_basis"):
+        parse({**base, "agencies": [ok, {**tf, "default_basis": "sourced"}]})
 
 
 # ------------------------------------------------------------------------------------------ routing
@@ -284,14 +350,74 @@ def test_single_task_force_state_goes_to_its_task_force() -> None:
     decision = route(estimate("US", "AL"))
     assert decision.agency_id == "us-icac-al"
     assert decision.alternatives == []
+    assert route(estimate("US", "WY")).agency_id == "us-icac-wy"  # verified in this compilation
+    dc = route(estimate("US", "DC"))  # DC is taken whole by the Northern Virginia / DC task force
+    assert dc.agency_id == "us-icac-va-nova-dc" and dc.alternatives == []
 
 
-def test_split_state_without_a_sourced_split_or_default_goes_to_review() -> None:
+@pytest.mark.parametrize(
+    ("region", "county", "expected"),
+    [
+        ("CA", "Santa Clara", "us-icac-ca-siliconvalley"),
+        ("CA", "Orange", "us-icac-ca-losangeles"),
+        ("CA", "Los Angeles County", "us-icac-ca-losangeles"),
+        ("CA", "06111", "us-icac-ca-losangeles"),  # Ventura, by FIPS code
+        ("FL", "Duval", "us-icac-fl-north"),
+        ("FL", "St. Johns County", "us-icac-fl-north"),
+        ("IL", "Cook", "us-icac-il-cook"),
+        ("VA", "Loudoun", "us-icac-va-nova-dc"),
+        ("VA", "Manassas Park city", "us-icac-va-nova-dc"),
+    ],
+)
+def test_routing_by_county_in_a_split_state_goes_to_that_counties_task_force(region: str, county: str, expected: str) -> None:
+    decision = route(estimate("US", region), county=county)
+    assert decision.agency_id == expected
+    assert "sourced area" in decision.reason
+    assert expected not in decision.alternatives and decision.alternatives
+
+
+def test_the_same_county_name_in_another_state_is_not_matched(data: Jurisdictions) -> None:
+    assert data.county_task_force("CA", "Orange") is not None
+    assert data.county_task_force("FL", "Orange") is None  # Orange County, FL is on no published list
+    assert data.county_task_force("FL", "06059") is None  # a California FIPS code asked of Florida
+
+
+def test_split_state_with_an_inferred_default_goes_there_for_other_counties() -> None:
+    decision = route(estimate("US", "VA"), county="Roanoke")
+    assert decision.agency_id == "us-icac-va-southern"
+    assert "(inferred)" in decision.reason and "Roanoke is on no task force's sourced county list" in decision.reason
+    assert decision.alternatives == ["us-icac-va-nova-dc"]
+
+
+def test_split_state_whose_split_is_not_public_goes_to_review_with_its_assigned_default_first() -> None:
     decision = route(estimate("US", "TX", city="Houston"))
     assert decision.agency_id == "review"
+    assert decision.alternatives[0] == "us-icac-tx-oag"
     assert set(decision.alternatives) == {"us-icac-tx-dallas", "us-icac-tx-houston", "us-icac-tx-oag"}
-    assert "3 task forces" in decision.reason
+    assert "3 task forces" in decision.reason and "assigned, not sourced" in decision.reason
     assert "county not known" in decision.reason and "'Houston' not mapped" in decision.reason
+    sacramento = route(estimate("US", "CA"), county="Sacramento")  # the Sacramento Valley area is not published
+    assert sacramento.agency_id == "review"
+    assert sacramento.alternatives[0] == "us-icac-ca-siliconvalley"
+    assert "Sacramento is on no task force's sourced county list" in sacramento.reason
+    orange_fl = route(estimate("US", "FL"), county="Orange")
+    assert orange_fl.agency_id == "review" and orange_fl.alternatives[0] == "us-icac-fl-north"
+
+
+def test_an_assigned_default_is_routed_to_only_when_the_rules_say_so() -> None:
+    rules = RoutingRules(route_to_assigned_default=True)
+    decision = route(estimate("US", "TX"), rules)
+    assert decision.agency_id == "us-icac-tx-oag"
+    assert "assigned: county split not public" in decision.reason
+    assert route(estimate("US", "CA"), rules, county="Santa Clara").agency_id == "us-icac-ca-siliconvalley"
+    assert route(estimate("US", "CA"), rules, county="Orange").agency_id == "us-icac-ca-losangeles"  # a list still wins
+    assert DEFAULT.route_to_assigned_default is False
+
+
+def test_a_report_placed_in_puerto_rico_goes_to_review() -> None:
+    decision = route(estimate("US", "PR"))
+    assert decision.agency_id == "review"
+    assert "no task force on file for US-PR" in decision.reason
 
 
 def test_split_state_with_a_sourced_default_goes_there_when_the_county_is_unknown() -> None:
@@ -306,13 +432,12 @@ def test_split_state_with_a_sourced_default_goes_there_when_the_county_is_unknow
 
 
 def test_an_unverified_entry_is_offered_to_the_analyst_not_routed_to() -> None:
-    decision = route(estimate("US", "WY"))
-    assert decision.agency_id == "review"
-    assert decision.alternatives == ["us-icac-wy"]
-    assert "not verified" in decision.reason
-    assert route(estimate("US", "WY"), RoutingRules(route_to_unverified=True)).agency_id == "us-icac-wy"
-    dc = route(estimate("US", "DC"))  # DC is covered by the (unverified) Northern Virginia / DC task force
-    assert dc.agency_id == "review" and dc.alternatives == ["us-icac-va-nova-dc"]
+    for region in ("AK", "DE"):
+        decision = route(estimate("US", region))
+        assert decision.agency_id == "review"
+        assert decision.alternatives == [f"us-icac-{region.lower()}"]
+        assert "not verified" in decision.reason
+        assert route(estimate("US", region), RoutingRules(route_to_unverified=True)).agency_id == f"us-icac-{region.lower()}"
 
 
 def test_the_reason_names_the_evidence() -> None:

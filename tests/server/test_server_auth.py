@@ -236,10 +236,11 @@ def test_cookies_are_secure_httponly_samesite_strict_and_the_token_has_256_bits(
 def test_a_state_changing_request_without_the_csrf_token_is_refused(env: Env) -> None:
     env.enroll("hal")
     c, csrf = env.logged_in("hal")
-    post_routes = [r.path for r in env.app.routes if isinstance(r, APIRoute) and "POST" in r.methods and r.path != "/api/login"]
+    post_routes = [r.path for r in env.app.routes
+                   if isinstance(r, APIRoute) and "POST" in r.methods and r.path.startswith("/api/") and r.path != "/api/login"]
     assert set(post_routes) >= {"/api/logout", "/api/password", "/api/reports/{report_id}/notes"}
     for path in post_routes:
-        url = path.replace("{report_id}", "SOME-REPORT")
+        url = path.replace("{report_id}", "SOME-REPORT").replace("{ref}", "C-0").replace("{name}", "bank")
         for headers in ({}, {CSRF_HEADER: "not-the-token"}, {CSRF_HEADER: ""}):
             r = c.post(url, json={}, headers=headers)
             assert r.status_code == 403, (url, headers, r.text)

@@ -6,10 +6,16 @@ verified and what is not.
 
 Coverage of a US task force is given three ways:
 
-* ``covers_states``: subdivisions (ISO 3166-2 suffixes, "DC" and "PR" included) it takes whole;
+* ``covers_states``: subdivisions (ISO 3166-2 suffixes, "DC" included) it takes whole;
 * ``counties``: counties it takes in a state that has several task forces, each with its Census FIPS code;
 * ``state_default``: in a state with several task forces, the one that takes the state's reports when the
-  county is unknown or not on any list (set only where a source gives it that role).
+  county is unknown or not on any list, with ``default_basis`` saying why: ``sourced`` (a source gives it that
+  role), ``inferred`` (the other task forces' areas are sourced, so the rest of the state is its) or
+  ``assigned`` (the split is not public; the file names one so that every state has exactly one default, and
+  routing does not send reports there on that ground alone).
+
+Every region the ICAC program covers (the 50 states and DC) resolves to exactly one default task force
+(:meth:`Jurisdictions.default_task_force`): the one that takes it whole, or its ``state_default``.
 
 Lookups are pure functions of the loaded data; the file is read once and cached.
 """
@@ -26,6 +32,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 AgencyKind = Literal["icac", "national", "europol", "review"]
+DefaultBasis = Literal["sourced", "inferred", "assigned"]
 
 REVIEW_ID = "review"
 RESOURCE = "agencies.json"
@@ -50,6 +57,7 @@ class Agency(_Frozen):
     covers_states: tuple[str, ...] = ()
     counties: tuple[County, ...] = ()
     state_default: bool = False
+    default_basis: DefaultBasis | None = None  # why it is the state default; set exactly when state_default is
     covers_countries: tuple[str, ...] = ()
     lead_agency: str | None
     note: str | None
@@ -107,6 +115,14 @@ class Jurisdictions(_Frozen):
         code = region.upper()
         defaults = [a for a in self.task_forces(code) if a.state_default and a.state == code]
         return defaults[0] if len(defaults) == 1 else None
+
+    def default_task_force(self, region: str) -> Agency | None:
+        """The one task force a report in ``region`` falls to when nothing narrower is known.
+
+        The task force that takes the region whole, else the region's ``state_default``; ``None`` when the
+        region has no task force, or several and no single default.
+        """
+        return self.whole_state_task_force(region) or self.state_default(region)
 
     def national_contact(self, country: str) -> Agency | None:
         code = country.upper()
@@ -167,6 +183,8 @@ def _check(agencies: Iterable[Agency]) -> None:
         seen.add(a.id)
         if not a.source.strip():
             raise ValueError(f"agencies.json: {a.id} has no source")
+        if a.state_default != (a.default_basis is not None):
+            raise ValueError(f"agencies.json: {a.id}: 'default_basis' is set exactly when 'state_default' is true")
     if REVIEW_ID not in seen:
         raise ValueError("agencies.json: no 'review' entry")
 

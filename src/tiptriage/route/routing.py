@@ -14,6 +14,9 @@ region_threshold                0.6      the same for a US state (the estimate's
                                          already capped by the country's)
 route_to_unverified             False    an agency entry no retrieved source confirms is not routed
                                          to; the report goes to review with it as the alternative
+route_to_assigned_default       False    a state default named only because the county split is not
+                                         public (``default_basis`` "assigned") is not routed to; the
+                                         report goes to review with it as the first alternative
 evidence_in_reason              3        evidence items named in the reason, heaviest first
 ==============================  =======  ===========================================================
 
@@ -22,8 +25,9 @@ Decisions, in order:
 1. no country, or an estimate flagged ``needs_review`` → review;
 2. US: country or state confidence under its threshold, or no state → review. Otherwise, in a state
    with one task force, that task force; in a state with several, the task force whose sourced county
-   list holds the county, else the state's sourced default task force (reason: county not known or not
-   listed), else review (no sourced split, no default: choosing one would be a guess);
+   list holds the county, else the state's default task force when a source gives it that role or the
+   other task forces' areas are sourced (reason: county not known or not listed), else review (the county
+   split is not public and the state's default is only assigned: sending it there would be a guess);
 3. elsewhere: country confidence under the threshold → review; else the country's national contact
    point, else Europol (EC3) for an EU member state, else review.
 
@@ -55,6 +59,7 @@ class RoutingRules:
     country_threshold: float = 0.6
     region_threshold: float = 0.6
     route_to_unverified: bool = False
+    route_to_assigned_default: bool = False
     evidence_in_reason: int = 3
 
 
@@ -125,17 +130,20 @@ def _route_us(j: Jurisdictions, est: LocationEstimate, rules: RoutingRules, coun
         chosen, how = county_tf, f"county {county} is in its sourced area"
     elif whole is not None:
         chosen, how = whole, f"the task force for US-{region}"
-    elif default is not None:
+    elif default is not None and (default.default_basis != "assigned" or rules.route_to_assigned_default):
         chosen = default
-        how = f"the state's default task force; {_county_gap(county, est.city)}"
+        basis = "assigned: county split not public" if default.default_basis == "assigned" else default.default_basis
+        how = f"the state's default task force ({basis}); {_county_gap(county, est.city)}"
     else:
         gap = _county_gap(county, est.city)
+        why = "and no sourced county split or default for this case"
+        if default is not None:
+            why = f"and no public county split for this case; its default ({default.id}) is assigned, not sourced"
         return _review(
             j,
-            f"{head(conf, state=True)} → review: US-{region} has {len(tied)} task forces and no sourced county split "
-            f"or default for this case; {gap}",
+            f"{head(conf, state=True)} → review: US-{region} has {len(tied)} task forces {why}; {gap}",
             conf,
-            _ids(tied),
+            _ids([default, *[a for a in tied if a is not default]]) if default else _ids(tied),
         )
     alternatives = _ids(a for a in tied if a.id != chosen.id)
     return _choose(j, rules, chosen, f"{head(conf, state=True)} → {_label(chosen)} ({how})", conf, alternatives)

@@ -23,7 +23,6 @@ Every change and its audit entry commit together (``tiptriage.work.cases``). Eve
 token. Deleting is never offered: nothing is lost, so DELETE on any of these answers 405.
 """
 
-from __future__ import annotations
 
 import tempfile
 from datetime import datetime
