@@ -291,17 +291,17 @@ def add_api_routes(app: FastAPI, ctx: Context, caller: Any, csrf_doc: list[Any])
     @app.get("/api/audit/verify", response_model=AuditVerification, tags=["audit"], responses=problems(401, 403))
     def audit_verify(who: Caller) -> AuditVerification:
         if not (allowed(who.user.role, Action.READ_AUDIT) or allowed(who.user.role, Action.ADMIN_HASHSETS)):
-            ctx.require(who, Action.READ_AUDIT, "audit", None, verb="read")
+            ctx.require(who, Action.READ_AUDIT, "audit", "chain", verb="read")
         result = store.audit.verify()
-        ctx.audit(who, "verify", object_type="audit", object_id=None, ok=result.ok)
+        ctx.audit(who, "verify", object_type="audit", object_id="chain", ok=result.ok)  # an entry needs both or neither
         return verification(result)
 
     # -- administration ------------------------------------------------------------------------------------
 
     @app.get("/api/hashsets", response_model=list[Bank], tags=["administration"], responses=problems(401, 403))
     def hashsets(who: Caller) -> list[Bank]:
-        ctx.require(who, Action.ADMIN_HASHSETS, "hashsets", None, verb="read")
-        ctx.audit(who, "read", object_type="hashsets", object_id=None)
+        ctx.require(who, Action.ADMIN_HASHSETS, "hashsets", "all", verb="read")
+        ctx.audit(who, "read", object_type="hashsets", object_id="all")
         return [Bank(**b) for b in bank_overview(store)]
 
     @app.post("/api/hashsets/{name}", response_model=HashSetImported, tags=["administration"], dependencies=csrf_doc,
@@ -326,11 +326,11 @@ def add_api_routes(app: FastAPI, ctx: Context, caller: Any, csrf_doc: list[Any])
     @app.post("/api/submissions", response_model=SubmissionReceipt, tags=["intake"], dependencies=csrf_doc, responses=problems(401, 403, 413))
     def submit(who: Caller, file: Annotated[UploadFile, File(description="ESP XML, a zip of a report folder, JSON or CSV")],
                fmt: Annotated[str, Form(alias="format", pattern="^(auto|" + "|".join(FORMATS) + ")$")] = "auto") -> SubmissionReceipt:
-        ctx.require(who, Action.SUBMIT, "submission", None)
+        ctx.require(who, Action.SUBMIT, "submission", "upload")
         with tempfile.TemporaryDirectory(prefix="tiptriage-upload-") as tmp:
             path = _save_upload(file, Path(tmp))
             res = pipeline.ingest(store, [path], fmt)
-        ctx.audit(who, "submit", object_type="submission", object_id=None, accepted=res.accepted, quarantined=res.quarantined,
+        ctx.audit(who, "submit", object_type="submission", object_id="upload", accepted=res.accepted, quarantined=res.quarantined,
                   duplicates=res.duplicates)
         errors = [{k: str(v) for k, v in e.items() if k != "path"} for e in res.errors]
         return SubmissionReceipt(accepted=res.accepted, duplicates=res.duplicates, quarantined=res.quarantined, errors=errors[:100])
@@ -358,6 +358,7 @@ def render_package(ctx: Context, who: Principal, report_id: str, fmt: str) -> by
         data = pipeline.build_package(ctx.store, report_id, who.user.username)
     except KeyError:
         raise Problem(404, "not-assessed", "Not found", "The report has not been assessed yet.") from None
+    data = type(data).model_validate_json(ctx.redact(who, data.model_dump_json()))
     if data.subject is not None:
         seen = ctx.visible_subject(who, data.subject.id)
         mine = [lr for lr in data.subject.linked_reports if lr.report_id in {r["report_id"] for r in seen["report_accounts"]}]

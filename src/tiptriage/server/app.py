@@ -45,6 +45,7 @@ Errors are ``application/problem+json`` (RFC 9457): ``type`` (a tag URI naming t
 ``status``, ``detail``, ``instance`` (the path). Lists are paginated with ``limit`` and ``offset`` and say the ``total``.
 """
 
+import json
 import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -330,7 +331,8 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
             audit_read(who, "assessment", report_id, "failed", reason="not assessed yet")
             raise Problem(404, "not-assessed", "Not found", "The report has not been assessed yet.")
         audit_read(who, "assessment", report_id, via=via)
-        at = found["assessed_at"]
+        found = json.loads(ctx.redact(who, json.dumps(found, default=str)))
+        at = datetime.fromisoformat(found["assessed_at"])
         return Explanation(**{k: found[k] for k in Explanation.model_fields if k != "assessed_at"},
                            assessed_at=at if at.tzinfo else at.replace(tzinfo=UTC))  # SQLite gives times back without a zone
 

@@ -4,8 +4,9 @@ agency's own). Each refusal is audited with outcome "denied" before it is answer
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from tiptriage.server.auth import Action, Authenticator, Principal, allowed
 from tiptriage.server.problems import Problem
@@ -13,6 +14,9 @@ from tiptriage.store import Store
 from tiptriage.store.users import ReportAccessRepository
 from tiptriage.store.views import ServiceViews
 from tiptriage.work import cases
+
+HIDDEN_REPORT: Final = "(a report of another agency)"
+_ID_TOKEN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{2,127}")  # anything that may be a report id
 
 
 @dataclass
@@ -23,7 +27,9 @@ class Context:
     views: ServiceViews
 
     def audit(self, who: Principal, action: str, outcome: str = "ok", *, object_type: str, object_id: str | None, **detail: Any) -> None:
-        self.auth.audit(who.user.username, action, outcome, object_type=object_type, object_id=object_id, agency=who.user.agency_id,
+        # an action on no one object (the whole chain, every bank) names "all": the log needs a type and an id together
+        self.auth.audit(who.user.username, action, outcome, object_type=object_type, object_id=object_id if object_id is not None else "all",
+                        agency=who.user.agency_id,
                         source_address=who.source_address, **detail)
 
     def actor(self, who: Principal) -> cases.Actor:
@@ -53,6 +59,15 @@ class Context:
         except cases.CaseNotFound:
             self.audit(who, verb, "denied", object_type="case", object_id=ref, reason="no such case in the agency")
             raise Problem(404, "not-found", "Not found", "No such case.") from None
+
+    def redact(self, who: Principal, text: str) -> str:
+        """``text`` with the id of every stored report the caller's agency may not see replaced by a neutral phrase. Evidence
+        names linked reports (same subject, same viral bundle) that may belong to another agency; deconfliction shares the
+        agency and case, nothing more, so their ids never leave."""
+        hidden = self.views.hidden_among(who.user.agency_id, set(_ID_TOKEN.findall(text)))
+        for rid in sorted(hidden, key=len, reverse=True):
+            text = re.sub(rf"(?<![\w.:-]){re.escape(rid)}(?![\w.:-])", HIDDEN_REPORT, text)
+        return text
 
     def visible_subject(self, who: Principal, subject_id: str) -> dict[str, Any]:
         """A subject as the caller's agency may see it: only the reports the agency sees and the accounts named in them.

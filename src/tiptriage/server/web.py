@@ -18,6 +18,7 @@ token as a hidden field; the login form, before any session exists, is protected
 from __future__ import annotations
 
 import functools
+import json
 import secrets
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -254,6 +255,8 @@ def add_web_routes(app: FastAPI, ctx: Context) -> None:
             ctx.audit(who, "read", "failed", object_type="report", object_id=report_id, reason="not stored or not assessed")
             raise Problem(404, "not-found", "Not found", "The report has not been assessed yet.")
         data = pipeline.build_package(ctx.store, report_id, who.user.username, auth.now())
+        data = type(data).model_validate_json(ctx.redact(who, data.model_dump_json()))
+        assessment = json.loads(ctx.redact(who, json.dumps(assessment, default=str)))
         subject = None
         if data.subject is not None:
             subject = ctx.visible_subject(who, data.subject.id)

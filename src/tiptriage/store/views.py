@@ -65,6 +65,20 @@ class ServiceViews:
             del r["fired"]
         return rows, total
 
+    def hidden_among(self, agency_id: str, candidates: set[str]) -> set[str]:
+        """Which of ``candidates`` are ids of stored reports the agency may not see."""
+        hidden: set[str] = set()
+        ids = sorted(candidates)
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                known = {str(r[0]) for r in conn.execute(sa.select(reports.c.id).where(reports.c.id.in_(chunk)))}
+                if known:
+                    seen = {str(r[0]) for r in conn.execute(sa.select(report_agency.c.report_id).where(
+                        report_agency.c.agency_id == agency_id, report_agency.c.report_id.in_(sorted(known))))}
+                    hidden |= known - seen
+        return hidden
+
     def opened_by(self, username: str, report_ids: list[str]) -> set[str]:
         """Which of these reports the user has opened before: the audit log already records every read."""
         if not report_ids:
