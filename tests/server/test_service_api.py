@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Service
 
+from conftest import Service
 from tiptriage import synth
 from tiptriage.server.auth import CSRF_HEADER
 from tiptriage.store.users import Role
@@ -109,7 +109,7 @@ def test_no_role_of_one_agency_reads_changes_or_deletes_another_agencys_objects(
     denied = [e for e in service.store.audit.iter_entries() if e.outcome == "denied" and e.agency == "agency-a"]
     assert len(denied) >= len(Role) * 3 * 6  # every refused read and change of case data is on record
     # the positive control: the same calls on B's own objects work for B's supervisor
-    own, own_csrf = service.client(Role.SUPERVISOR, "agency-b")
+    own, _own_csrf = service.client(Role.SUPERVISOR, "agency-b")
     assert own.get(f"/api/reports/{theirs[0]}").status_code == 200
     assert own.get(f"/api/cases/{theirs[0]}").status_code == 200
 
