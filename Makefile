@@ -13,10 +13,15 @@ $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
+# EXTRAS: more optional extras for the tests; .ci/run adds "spark" where Java is present so the Spark linking path is tested
+EXTRAS ?=
+comma := ,
+TEST_EXTRAS := test$(if $(EXTRAS),$(comma)$(EXTRAS))
+
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[$(TEST_EXTRAS)]"
 	@# video hashing (vpdq) builds only against FFmpeg's development files; without them its tests skip with a reason
-	if pkg-config --exists libavcodec libavformat libswscale 2>/dev/null; then $(BIN)/pip install --quiet -e ".[test,video]"; \
+	if pkg-config --exists libavcodec libavformat libswscale 2>/dev/null; then $(BIN)/pip install --quiet -e ".[$(TEST_EXTRAS),video]"; \
 	else echo "note: FFmpeg development packages not found; skipping the optional tiptriage[video] extra" >&2; fi
 	touch $@ $(VENV)/.run-installed
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real store on SQLite and, when TIPTRIAGE_TEST_POSTGRES_URL is set, on PostgreSQL."""
+"""Shared fixtures: a real store on SQLite and, when TIPTRIAGE_TEST_POSTGRES_URL is set, on PostgreSQL, and a data key."""
 
 from __future__ import annotations
 
@@ -11,15 +11,25 @@ import pytest
 import sqlalchemy as sa
 
 from tiptriage.store import Store
+from tiptriage.store.crypto import KEY_ENV, KEY_FILE_ENV, encode_key, generate_key
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 PG_ADMIN_URL = os.environ.get("TIPTRIAGE_TEST_POSTGRES_URL")
+TEST_DATA_KEY = encode_key(generate_key())  # one per test session; the databases are temporary too
 
 
 @pytest.fixture(autouse=True)
 def _index_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Saved hash indexes go to a temporary folder, never into the checkout or the home folder."""
     monkeypatch.setenv("TIPTRIAGE_INDEX_DIR", str(tmp_path_factory.mktemp("index")))
+
+
+@pytest.fixture(autouse=True)
+def _data_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The store opens only with a data key: every test (and every command a test runs) gets this one from the environment."""
+    monkeypatch.delenv(KEY_FILE_ENV, raising=False)
+    monkeypatch.setenv(KEY_ENV, TEST_DATA_KEY)
+    return TEST_DATA_KEY
 
 
 @pytest.fixture

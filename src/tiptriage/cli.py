@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -27,6 +27,9 @@ from tiptriage.model import Report
 from tiptriage.store import Store
 from tiptriage.work import cases
 
+if TYPE_CHECKING:
+    from tiptriage.assess.policy import Policy
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Triage CyberTipline-style reports: explainable, offline.")
 quarantine_app = typer.Typer(no_args_is_help=True, help="Submissions that could not be read, with their original bytes.")
 app.add_typer(quarantine_app, name="quarantine")
@@ -34,7 +37,7 @@ hashset_app = typer.Typer(no_args_is_help=True, help="Known-hash sets (banks): i
 app.add_typer(hashset_app, name="hashset")
 subject_app = typer.Typer(no_args_is_help=True, help="People behind accounts: show, confirm a link, split an account off.")
 app.add_typer(subject_app, name="subject")
-policy_app = typer.Typer(no_args_is_help=True, help="Priority policies (YAML): check one, compare two.")
+policy_app = typer.Typer(no_args_is_help=True, help="Priority policies (YAML): check, compare, and one per agency if it wishes.")
 app.add_typer(policy_app, name="policy")
 records_app = typer.Typer(no_args_is_help=True, help="Agency records of known persons.")
 app.add_typer(records_app, name="records")
@@ -304,6 +307,11 @@ def demo(
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     db_url = f"sqlite:///{out_dir / 'tiptriage.db'}"
+    from tiptriage.store.crypto import KEY_ENV, KEY_FILE_ENV, Keyring, generate_key, write_key_file
+
+    # the demo database is encrypted at rest like any other: its own key, beside it only because it is a demo
+    key_file = out_dir / "tiptriage.key"
+    write_key_file(key_file, [generate_key()], "demo key")
     out.rule("[bold]tiptriage demo")
     with err.status(f"generating {reports} synthetic reports"):
         data = synth.generate(reports, seed)
@@ -315,7 +323,7 @@ def demo(
     out.print(f"1. generated {len(data.reports)} synthetic submissions (ESP XML) in {subs}, plus {len(HOSTILE_DEMO)} broken or hostile ones")
     classes = ", ".join(f"{k} {v}" for k, v in sorted(data.truth["classes"].items(), key=lambda kv: -kv[1]))
     out.print(f"   planted classes: {classes}")
-    store = Store(db_url)
+    store = Store(db_url, keyring=Keyring.from_file(key_file))
     start = time.perf_counter()
     result = _ingest(store, [subs], "auto", Limits(), quiet=False, workers=pipeline.default_workers())
     secs = time.perf_counter() - start
@@ -355,6 +363,9 @@ def demo(
     out.rule("next")
     out.print("Try these on the demo database:", highlight=False)
     out.print(f"  export TIPTRIAGE_DATABASE_URL={db_url}", highlight=False)
+    if os.environ.get(KEY_ENV):
+        out.print(f"  unset {KEY_ENV}", highlight=False)
+    out.print(f"  export {KEY_FILE_ENV}={key_file}", highlight=False)
     out.print("  tiptriage queue --limit 15", highlight=False)
     out.print(f"  tiptriage explain {example}", highlight=False)
     out.print("  tiptriage queue --summary", highlight=False)
@@ -591,18 +602,29 @@ def explain(
     report_id: Annotated[str, typer.Argument(help="The report id.")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Why a report has its tier and score: every rule that fired, its points, reason, source and evidence."""
+    """Why a report has its tier and score: every rule that fired, its points, reason, source and evidence; the policy
+    (the default, or the agency's own) and version that produced it; and its earlier assessments with what changed."""
+    from tiptriage.store.indicators import IndicatorRepository
+    from tiptriage.store.policies import PolicyRepository
+
     store = _store()
     a = store.assessments.get(report_id)
     _audit(store, "read", "assessment", report_id, "ok" if a is not None else "failed")
     if a is None:
         err.print(f"[red]no assessment for {report_id!r}[/] (is the report stored? run tiptriage triage)")
         raise typer.Exit(1)
+    agency = a.get("policy_agency")
+    set_row = PolicyRepository(store.engine).find(agency, a["policy_version"]) if agency else None
+    policy = {"name": a["policy_name"], "version": a["policy_version"], "agency_id": agency, "source": "agency" if agency else "default",
+              "set_by": set_row.set_by if set_row else None, "set_at": set_row.set_at.isoformat() if set_row else None}
+    history = IndicatorRepository(store.engine).history(report_id)
     if as_json:
-        _emit_json(a)
+        _emit_json({**a, "policy": policy, "history": history})
         return
+    whose = f"agency {agency}'s own policy" + (f", set by {set_row.set_by} at {set_row.set_at:%Y-%m-%d %H:%M}" if set_row else "") \
+        if agency else "the default policy"
     out.print(f"[bold]{report_id}: tier {a['tier']}, score {a['score']}[/] under policy {a['policy_name']} {a['policy_version']} "
-              f"(assessed {a['assessed_at']})")
+              f"({whose}; assessed {a['assessed_at']})", highlight=False)
     for f in a["fired"]:
         effect = ", ".join(x for x in (f"tier at least {f['tier_floor']}" if f.get("tier_floor") else "",
                                        f"tier at most {f['tier_cap']}" if f.get("tier_cap") else "",
@@ -613,6 +635,18 @@ def explain(
             out.print(f"      evidence: {ev}", highlight=False)
     if not a["fired"]:
         out.print("  no rule fired: the policy's default tier applies")
+    for h in history[:10]:
+        c = h["change"]
+        parts = [f"tier {c['tier'][0]} -> {c['tier'][1]}" if c["tier"][0] != c["tier"][1] else f"tier {c['tier'][0]}",
+                 f"score {c['score'][0]} -> {c['score'][1]}"]
+        if c.get("policy"):
+            parts.append(f"policy {c['policy']['from']['version']} -> {c['policy']['to']['version']}")
+        for key, label in (("rules_added", "now fires"), ("rules_removed", "no longer fires"), ("evidence_changed", "new evidence")):
+            if c.get(key):
+                parts.append(f"{label}: {', '.join(c[key])}")
+        out.print(f"  earlier, until {h['replaced_at']:%Y-%m-%d %H:%M} ({h['trigger']}): " + "; ".join(parts), highlight=False)
+    if len(history) > 10:
+        out.print(f"  ... and {len(history) - 10} earlier assessments (--json lists them all)")
 
 
 @app.command()
@@ -760,42 +794,200 @@ def route_transfer(report_id: str, to: Annotated[str, typer.Option("--to", help=
     _route_action("transfer", report_id, reason, to)
 
 
+def _policy_errors(file: Path, text: str, errors: list[str]) -> None:
+    from tiptriage.assess.policy import error_line
+
+    for e in errors:
+        line = error_line(text, e)
+        err.print(f"[red]{file}{f':{line}' if line else ''}: {e}[/]", highlight=False)
+
+
+def _read_text(file: Path) -> str:
+    try:
+        return file.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        err.print(f"[red]{file}: cannot read: {e}[/]", highlight=False)
+        raise typer.Exit(1) from None
+
+
 @policy_app.command("check")
 def policy_check(file: Annotated[Path, typer.Argument(help="A policy YAML file.")]) -> None:
-    """Validate a policy: every error names its place in the file."""
-    from tiptriage.assess.policy import check_policy, load_policy
+    """Validate a policy: every error names its place in the file (line and YAML path)."""
+    from tiptriage.assess.indicators import vocabulary_errors
+    from tiptriage.assess.policy import check_policy, error_line, load_policy
 
     errors = check_policy(file)
     if errors:
-        for e in errors:
-            err.print(f"[red]{file}: {e}[/]", highlight=False)
+        _policy_errors(file, _read_text(file) if file.is_file() else "", errors)
         raise typer.Exit(1)
-    policy, version = load_policy(file.read_text("utf-8"))
+    text = _read_text(file)
+    policy, version = load_policy(text)
     out.print(f"{file}: valid policy {policy.name!r} version {policy.version} ({version}), {len(policy.rules)} rules")
+    for w in vocabulary_errors(policy):
+        line = error_line(text, w)
+        err.print(f"[yellow]{file}{f':{line}' if line else ''}: warning: {w} (`policy set` refuses this)[/]", highlight=False)
+
+
+def _load_or_exit(file: Path) -> Policy:
+    from tiptriage.assess.policy import PolicyError, load_policy
+
+    text = _read_text(file)
+    try:
+        return load_policy(text)[0]
+    except PolicyError as e:
+        _policy_errors(file, text, e.errors)
+        raise typer.Exit(1) from None
 
 
 @policy_app.command("diff")
 def policy_diff(
-    a: Annotated[Path, typer.Argument(help="The current policy.")],
-    b: Annotated[Path, typer.Argument(help="The proposed policy.")],
+    files: Annotated[list[Path], typer.Argument(help="A B: the current and the proposed policy; with --agency, only the proposed one.")],
+    agency: Annotated[str | None, typer.Option(help="Compare this agency's policy now (its own, or the default) with FILE, over its reports.")] = None,
+    top: Annotated[int, typer.Option(help="How many of the largest moves to list.")] = 20,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """How the ranking of the stored reports would change from policy A to policy B."""
-    from tiptriage.assess.policy import Indicator, diff_rankings, load_policy
-
-    pa, _ = load_policy(a.read_text("utf-8"))
-    pb, _ = load_policy(b.read_text("utf-8"))
+    """How the ranking of the stored reports would change from policy A to policy B (or, with --agency, from that
+    agency's current policy to FILE, over the reports routed to it)."""
+    if len(files) != (1 if agency else 2):
+        err.print("[red]give two policies, A B, or --agency ID and one policy[/]")
+        raise typer.Exit(2)
+    loaded = [_load_or_exit(f) for f in files]
     store = _store()
-    reports = []
-    for rid in store.report_ids():
-        got = store.assessments.get(rid)
-        if got is not None:
-            reports.append((rid, {k: Indicator.model_validate(v) for k, v in got["indicators"].items()}))
-    result = diff_rankings(pa, pb, reports)
+    if agency is not None and agency not in pipeline.known_agencies():
+        err.print(f"[red]unknown agency {agency!r}[/] (`tiptriage policy list --agencies` names them)")
+        raise typer.Exit(1)
+    current = None if agency else loaded[0]
+    result = pipeline.diff_agency_policy(store, loaded[-1], agency, current=current, top=top)
+    _audit(store, "read", "policy_diff", agency or "all", reports=result["reports"])
     if as_json:
         _emit_json(result)
         return
     out.print_json(json.dumps(result, default=str))
+
+
+@policy_app.command("set")
+def policy_set(
+    file: Annotated[Path, typer.Argument(help="The agency's policy (YAML, as `policy check` validates it).")],
+    agency: Annotated[str, typer.Option(help="The agency (an id from data/agencies.json).")],
+    note: Annotated[str | None, typer.Option(help="Why, for the policy history.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Put a policy into service for one agency: validated first (refused, with the place of every error, if it is not
+    valid or reads an indicator tiptriage does not derive), kept in the policy history with who set it and when, and
+    the agency's reports re-assessed under it (their previous assessments are kept)."""
+    from tiptriage.assess.policy import PolicyError
+
+    text = _read_text(file)
+    store = _store()
+    try:
+        change = pipeline.set_agency_policy(store, agency, text, _user()[:128], note=note)
+    except PolicyError as e:
+        _audit(store, "change", "agency_policy", agency, "failed", file=str(file)[:500], errors=len(e.errors), first_error=e.errors[0][:500])
+        _policy_errors(file, text, e.errors)
+        err.print(f"[red]refused: agency {agency}'s policy is unchanged[/]")
+        raise typer.Exit(1) from None
+    _audit(store, "change", "agency_policy", agency, change=change.action, version=change.version, previous=change.previous_version,
+           reassessed=change.reassessed.assessed if change.reassessed else 0, changed=change.reassessed.changed if change.reassessed else 0)
+    _report_policy_change(change, as_json)
+
+
+@policy_app.command("reset")
+def policy_reset(
+    agency: Annotated[str, typer.Option(help="The agency.")],
+    note: Annotated[str | None, typer.Option(help="Why, for the policy history.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """An agency goes back to the default policy (kept in the history); its reports are re-assessed."""
+    from tiptriage.assess.policy import PolicyError
+
+    store = _store()
+    try:
+        change = pipeline.set_agency_policy(store, agency, None, _user()[:128], note=note)
+    except PolicyError as e:
+        err.print(f"[red]{e.errors[0]}[/]", highlight=False)
+        raise typer.Exit(1) from None
+    _audit(store, "change", "agency_policy", agency, change=change.action, previous=change.previous_version,
+           reassessed=change.reassessed.assessed if change.reassessed else 0)
+    _report_policy_change(change, as_json)
+
+
+def _report_policy_change(change: pipeline.AgencyPolicyChange, as_json: bool) -> None:
+    if as_json:
+        _emit_json(change.as_json())
+        return
+    if change.action == "unchanged":
+        out.print(f"agency {change.agency_id} already runs {change.version or 'the default policy'}: nothing changed")
+        return
+    now_runs = f"policy {change.policy_name!r} {change.version}" if change.version else f"the default policy {change.policy_name!r}"
+    out.print(f"agency {change.agency_id} now runs {now_runs} (was {change.previous_version or 'the default'})", highlight=False)
+    r = change.reassessed
+    if r is not None:
+        out.print(f"re-assessed {r.assessed} reports routed to it: {r.changed} assessments changed, {r.history} kept in history; "
+                  + ", ".join(f"tier {k}: {v}" for k, v in sorted(r.by_tier.items())), highlight=False)
+
+
+@policy_app.command("show")
+def policy_show(
+    agency: Annotated[str | None, typer.Option(help="This agency's policy now (its own, or the default); none: the default.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The policy in force (YAML on stdout, as it was set; where it came from on stderr)."""
+    from tiptriage.assess.policy import load_policy
+    from tiptriage.store.policies import PolicyRepository
+
+    store = _store()
+    if agency is not None and agency not in pipeline.known_agencies():
+        err.print(f"[red]unknown agency {agency!r}[/] (`tiptriage policy list --agencies` names them)")
+        raise typer.Exit(1)
+    row = PolicyRepository(store.engine).current_of(agency) if agency else None
+    text = row.text or "" if row is not None else pipeline.policy_text()
+    policy, version = load_policy(text)
+    _audit(store, "read", "agency_policy", agency or "default", version=version)
+    info = {"agency_id": agency, "source": "agency" if row else "default", "name": policy.name, "policy_number": policy.version, "version": version,
+            "set_by": row.set_by if row else None, "set_at": row.set_at.isoformat() if row else None, "note": row.note if row else None, "text": text}
+    if as_json:
+        _emit_json(info)
+        return
+    where = f"agency {agency}'s own policy, set by {row.set_by} at {row.set_at:%Y-%m-%d %H:%M}" if row else \
+        ("the default policy" + (f" (agency {agency} has none of its own)" if agency else ""))
+    err.print(f"{policy.name} version {policy.version} ({version}): {where}", highlight=False)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+@policy_app.command("list")
+def policy_list(
+    history: Annotated[bool, typer.Option("--history", help="Every change, oldest first, resets included.")] = False,
+    agency_ids: Annotated[bool, typer.Option("--agencies", help="Every agency id a policy can be set for.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The agencies that run their own policy (with version, who set it, when, and how many reports they hold)."""
+    from tiptriage.assess.policy import load_policy
+    from tiptriage.store.policies import PolicyRepository
+
+    if agency_ids:
+        names = pipeline.known_agencies()
+        if as_json:
+            _emit_json(names)
+            return
+        for k, v in names.items():
+            out.print(f"{k}\t{v}", highlight=False)
+        return
+    store = _store()
+    repo = PolicyRepository(store.engine)
+    _audit(store, "read", "agency_policy", "all", history=history)
+    rows = repo.history() if history else list(repo.current().values())
+    default, version = load_policy(pipeline.policy_text())
+    counts = repo.routed_counts()
+    if as_json:
+        _emit_json({"default": {"name": default.name, "policy_number": default.version, "version": version},
+                    "policies": [{**r.as_json(), "reports": counts.get(r.agency_id, 0)} for r in rows]})
+        return
+    out.print(f"default: {default.name} version {default.version} ({version}), for every agency without its own", highlight=False)
+    t = Table("agency", "action" if history else "policy", "version", "set by", "set at", "note", "reports now")
+    for r in rows:
+        t.add_row(r.agency_id, r.action if history and r.action != "set" else f"{r.policy_name} v{r.policy_number}", r.version or "(default)",
+                  r.set_by, f"{r.set_at:%Y-%m-%d %H:%M}", r.note or "", str(counts.get(r.agency_id, 0)))
+    out.print(t)
 
 
 @records_app.command("import")
@@ -957,12 +1149,14 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (put TLS in front: cookies are Secure).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
 ) -> None:
-    """The multi-agency JSON API (login with password + TOTP, agency-scoped queue, reports, explain), audited."""
+    """The multi-agency service: web pages and the JSON API (login with password + TOTP, agency-scoped, audited).
+    With TIPTRIAGE_APP_DATABASE_URL (PostgreSQL) case data is read as the row-level-security application role."""
     import uvicorn
 
-    from tiptriage.server.app import create_app
+    from tiptriage.server.app import service_app
 
-    uvicorn.run(create_app(_store()), host=host, port=port)
+    err.print(f"tiptriage: open http://{host}:{port}/ (put TLS in front for anything but this machine)")
+    uvicorn.run(service_app(os.environ.get("TIPTRIAGE_DATABASE_URL"), os.environ.get("TIPTRIAGE_APP_DATABASE_URL")), host=host, port=port)
 
 
 db_app = typer.Typer(no_args_is_help=True, help="Database administration.")

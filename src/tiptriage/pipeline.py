@@ -5,13 +5,15 @@ Today: intake (discover → read → store, with quarantine). Later stages appen
 
 from __future__ import annotations
 
-import hashlib
+import difflib
+import gc
 import json
 import os
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -19,8 +21,9 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from tiptriage.assess.indicators import Context, extract
-from tiptriage.assess.policy import evaluate, load_policy
+from tiptriage.assess.batch import Policies, PolicyChoice, assess_report, assess_stored
+from tiptriage.assess.indicators import Context, extract, report_facts, vocabulary_errors
+from tiptriage.assess.policy import Indicator, Policy, PolicyError, diff_rankings, load_policy
 from tiptriage.enrich.geo import GeoSources, LocationEstimate, estimate_location
 from tiptriage.enrich.identifiers import account_identifiers, esp_account_key, normalize_email, normalize_phone, normalize_username
 from tiptriage.hashes import formats as hs_formats
@@ -35,6 +38,8 @@ from tiptriage.link.resolve import Decisions, cluster, deterministic_links, prob
 from tiptriage.model import HashType, Report, SourceFormat
 from tiptriage.route.routing import route
 from tiptriage.store import QuarantineEntry, Store, report_row
+from tiptriage.store.indicators import IndicatorRepository
+from tiptriage.store.policies import PolicyRepository
 from tiptriage.store.times import aware
 from tiptriage.work.states import due_at
 
@@ -407,15 +412,18 @@ def triage(store: Store, flood: FloodRule | None = None, batch: int = 5000, prog
         lr = link(store)
         result.subjects, result.bundles = lr.subjects, lr.bundles
         # linked information changed what is known about earlier reports too: assess them all again
-        ar = assess(store, policy_path)
+        ar = assess(store, policy_path, trigger="triage: new reports, a hash-set update or new links")
     else:
-        ar = assess(store, policy_path, only_stale=True)
+        ar = assess(store, policy_path, only_stale=True, trigger="triage")
     result.routed = route_and_open(store)
+    if result.routed and PolicyRepository(store.engine).current():
+        # a report routed (or moved) to an agency with its own policy is assessed under that policy from now on
+        assess(store, policy_path, only_stale=True, trigger="routed to an agency with its own policy")
     before = store.work.deconflicted_reports()
     result.deconfliction_notices = deconflict(store)
     changed = store.work.deconflicted_reports() ^ before
     if changed:  # the deconfliction indicator of these reports changed
-        ar = assess(store, policy_path, report_ids=sorted(changed))
+        ar = assess(store, policy_path, report_ids=sorted(changed), trigger="deconfliction changed")
     result.assessed, result.by_tier = ar.assessed, {str(k): v for k, v in sorted(store.assessments.tier_counts().items())}
     return result
 
@@ -450,11 +458,6 @@ class LinkResult:
         return dict(self.__dict__)
 
 
-def subject_id(anchor: str) -> str:
-    """Stable while the cluster's smallest account key stays the same."""
-    return "S-" + hashlib.sha1(anchor.encode()).hexdigest()[:12]
-
-
 def link(store: Store, backend: str = "duckdb", threshold: float = 0.99, synthetic_addresses: bool = False) -> LinkResult:
     """Rebuild subjects (people behind accounts) and bundles from every stored report.
 
@@ -487,11 +490,11 @@ def link(store: Store, backend: str = "duckdb", threshold: float = 0.99, synthet
     member_rows: list[dict[str, Any]] = []
     link_rows: list[dict[str, Any]] = []
     for anchor, accs in members.items():
-        sid = subject_id(anchor)
+        sid = repo.subject_id(anchor)  # stable while the cluster's smallest account key stays the same
         subject_rows.append({"id": sid, "accounts": len(accs), "reports": len({r for a in accs for r in records[a].reports}), "built_at": now})
         member_rows.extend({"account_key": a, "subject_id": sid} for a in accs)
     for lk in used:
-        link_rows.append({"subject_id": subject_id(clusters[lk.a]), "a": lk.a, "b": lk.b, "kind": lk.kind,
+        link_rows.append({"subject_id": repo.subject_id(clusters[lk.a]), "a": lk.a, "b": lk.b, "kind": lk.kind,
                           "probability": lk.probability, "evidence": json.dumps(list(lk.evidence))})
     bundle_rows, bundle_members = build_bundles(reports_seen, store.links.viral_report_keys())
     repo.replace_all(memberships, subject_rows, member_rows, link_rows, bundle_rows, bundle_members)
@@ -526,55 +529,208 @@ def record_keys(report: Report) -> set[str]:
 class AssessResult:
     assessed: int = 0
     by_tier: dict[int, int] = field(default_factory=dict)
-    policy_name: str = ""
+    policy_name: str = ""  # the default policy's
     policy_version: str = ""
+    changed: int = 0  # assessments written because they differ from the stored ones
+    history: int = 0  # replaced assessments kept with what changed
+    facts_derived: int = 0  # reports whose static indicators were derived from the report JSON this time
+    agency_policies: dict[str, str] = field(default_factory=dict)  # agency -> version, for the agencies with their own policy
+    warnings: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, object]:
         return {"assessed": self.assessed, "by_tier": {str(k): v for k, v in sorted(self.by_tier.items())},
-                "policy_name": self.policy_name, "policy_version": self.policy_version}
+                "policy_name": self.policy_name, "policy_version": self.policy_version, "changed": self.changed, "history": self.history,
+                "facts_derived": self.facts_derived, "agency_policies": self.agency_policies, "warnings": self.warnings}
 
 
-def assess(store: Store, policy_path: Path | None = None, now: datetime | None = None, batch: int = 2000, only_stale: bool = False,
-           report_ids: list[str] | None = None) -> AssessResult:
-    """Indicators → policy → tier, score and reasons for stored reports (all of them, or those not yet
-    assessed under this policy version). Linked information is read fresh, so re-running after new
-    reports arrive re-assesses with it."""
+def load_policies(store: Store, policy_path: Path | None = None, warnings: list[str] | None = None) -> Policies:
+    """The default policy (or ``policy_path``) and every agency's own. An agency policy that no longer loads falls back to
+    the default, with a warning, so one bad stored policy cannot stop triage for everyone."""
     policy, version = load_policy(policy_text(policy_path))
+    out = Policies(PolicyChoice(policy, version, None))
+    for agency, row in PolicyRepository(store.engine).current().items():
+        try:
+            p, v = load_policy(row.text or "")
+        except PolicyError as e:
+            if warnings is not None:
+                warnings.append(f"agency {agency}: its policy {row.version} (set by {row.set_by}) no longer loads, the default applies: {e.errors[0]}")
+            continue
+        out.agencies[agency] = PolicyChoice(p, v, agency)
+    return out
+
+
+def assess(store: Store, policy_path: Path | None = None, now: datetime | None = None, batch: int | None = None, only_stale: bool = False,
+           report_ids: list[str] | None = None, trigger: str = "assess", per_report: bool = False) -> AssessResult:
+    """Indicators → policy → tier, score and reasons for stored reports: all of them, ``report_ids``, or (``only_stale``)
+    those not assessed yet, under another policy than their agency's, or without current stored indicators.
+
+    Each report is assessed under the policy of the agency it is routed to, else the default. Linked information is read
+    fresh, so re-running after new reports, hash sets, records or links re-assesses with it. An assessment that changes
+    replaces the stored one, which is kept in the history with the change and ``trigger``.
+
+    The static indicators (from the report alone) are derived from the report JSON once and stored; later runs read them
+    as columns and evaluate every policy over vectors (``assess.batch.assess_stored``). ``per_report`` takes the older
+    path instead, which extracts everything from each report and evaluates it alone: the reference the stored path is
+    tested against, and the baseline of ``bench/assess.py``.
+    """
     now = now or datetime.now(UTC)
-    repo = store.assessments
-    result = AssessResult(policy_name=policy.name, policy_version=version)
-    ids_iter: Iterator[list[str]]
+    warnings: list[str] = []
+    policies = load_policies(store, policy_path, warnings)
+    facts = IndicatorRepository(store.engine)
+    result = AssessResult(policy_name=policies.default.policy.name, policy_version=policies.default.version,
+                          agency_policies={a: c.version for a, c in sorted(policies.agencies.items())}, warnings=warnings)
     if report_ids is not None:
-        ids_iter = iter([report_ids[i : i + batch] for i in range(0, len(report_ids), batch)])
+        ids = list(dict.fromkeys(report_ids))
     elif only_stale:
-        def stale() -> Iterator[list[str]]:
-            while ids := repo.unassessed_or_stale(batch, version):
-                yield ids
-        ids_iter = stale()
+        ids = facts.stale(policies.expected)
     else:
-        all_ids = store.report_ids()
-        ids_iter = iter([all_ids[i : i + batch] for i in range(0, len(all_ids), batch)])
-    for ids in ids_iter:
-        ctx_rows = repo.context_rows(ids)
-        rows = []
-        for report in store.get_reports(ids):
-            c = ctx_rows[report.id]
-            ctx = Context(hash_summary=c.get("hash_summary"), matches=c["matches"], subject_id=c.get("subject_id"),
-                          subject_reports=c["subject_reports"], subject_services=c["subject_services"], bundle=c.get("bundle"),
-                          location=c.get("location"), records=repo.records_for(record_keys(report)),
-                          deconfliction=c.get("deconfliction", []))
-            indicators = extract(report, ctx, now)
-            a = evaluate(policy, indicators)
-            rows.append({
-                "report_id": report.id, "tier": a.tier, "score": a.score, "policy_name": policy.name, "policy_version": version,
-                "fired": json.dumps([f.model_dump() for f in a.fired]),
-                "indicators": json.dumps({k: v.model_dump() for k, v in indicators.items()}),
-                "assessed_at": now,
-            })
-            result.by_tier[a.tier] = result.by_tier.get(a.tier, 0) + 1
-        repo.save(rows)
+        ids = store.report_ids()
+    size = batch or (2_000 if per_report else 10_000)
+    for i in range(0, len(ids), size):
+        part = ids[i : i + size]
+        # ids from the database come in its order of report ids, so a batch of them may be read as a range
+        ranged = report_ids is None and facts.dense(part)
+        if per_report:  # left as it always ran: the baseline
+            rows = _per_report_rows(store, part, now, policies)
+        else:
+            with _collector_paused():
+                rows = _stored_rows(store, facts, part, now, policies, result, ranged)
+        written, kept = facts.replace(rows, trigger, now, ranged)
+        result.changed += written
+        result.history += kept
         result.assessed += len(rows)
+        for r in rows:
+            result.by_tier[r["tier"]] = result.by_tier.get(r["tier"], 0) + 1
     return result
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """A batch makes a few million small acyclic objects; the cyclic collector's repeated scans of them cost about as
+    much as the assessment itself (measured), so it waits until the batch is done."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _stored_rows(store: Store, repo: IndicatorRepository, ids: list[str], now: datetime, policies: Policies,
+                 result: AssessResult, ranged: bool = False) -> list[dict[str, Any]]:
+    stored = repo.load_facts(ids, ranged)
+    missing = sorted(set(ids) - set(stored.ids))
+    if missing:  # first assessment (or a new extractor, or a new index key): derive the static indicators once, and keep them
+        for j in range(0, len(missing), 2_000):
+            derived = []
+            for report in store.get_reports(missing[j : j + 2_000]):
+                static, f = report_facts(report)
+                derived.append((static, f, [repo.record_key(k) for k in record_keys(report)]))
+            repo.save_facts(derived, now)
+            result.facts_derived += len(derived)
+        stored = repo.load_facts(ids, ranged)
+    contexts = repo.contexts(stored.ids, dict(zip(stored.ids, stored.record_keys, strict=True)), ranged)
+    return assess_stored(stored.ids, stored.columns, stored.static_json, stored.facts, contexts, repo.routes(stored.ids, ranged), policies, now)
+
+
+def _per_report_rows(store: Store, ids: list[str], now: datetime, policies: Policies) -> list[dict[str, Any]]:
+    repo = store.assessments
+    ctx_rows = repo.context_rows(ids)
+    routes = IndicatorRepository(store.engine).routes(ids)
+    rows = []
+    for report in store.get_reports(ids):
+        c = ctx_rows[report.id]
+        ctx = Context(hash_summary=c.get("hash_summary"), matches=c["matches"], subject_id=c.get("subject_id"),
+                      subject_reports=c["subject_reports"], subject_services=c["subject_services"], bundle=c.get("bundle"),
+                      location=c.get("location"), records=repo.records_for(record_keys(report)),
+                      deconfliction=c.get("deconfliction", []))
+        rows.append(assess_report(report.id, extract(report, ctx, now), policies.for_route(routes.get(report.id)), now))
+    return rows
+
+
+# -- per-agency policies ------------------------------------------------------------------------------
+
+
+def known_agencies() -> dict[str, str]:
+    """Agency id -> name, for every agency reports can be routed to (the clearinghouse's review queue included)."""
+    from tiptriage.route.jurisdictions import agencies
+
+    return {a.id: a.name for a in agencies()}
+
+
+def check_agency_policy(agency_id: str, text: str) -> tuple[Policy, str]:
+    """A policy an agency may put into service: valid, and reading only indicators tiptriage derives, with their types.
+    Raises PolicyError naming the place of every problem."""
+    names = known_agencies()
+    if agency_id not in names:
+        close = difflib.get_close_matches(agency_id, list(names), n=1, cutoff=0.6)
+        raise PolicyError([f"(agency): unknown agency {agency_id!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                           + "; `tiptriage policy list --agencies` names them"])
+    policy, version = load_policy(text)
+    errors = vocabulary_errors(policy)
+    if errors:
+        raise PolicyError(errors)
+    return policy, version
+
+
+@dataclass
+class AgencyPolicyChange:
+    agency_id: str
+    action: str  # set | reset | unchanged
+    previous_version: str | None  # None: it ran the default policy
+    version: str | None  # None: it runs the default policy now
+    policy_name: str
+    record_id: int | None
+    reassessed: AssessResult | None
+
+    def as_json(self) -> dict[str, object]:
+        return {"agency_id": self.agency_id, "action": self.action, "previous_version": self.previous_version, "version": self.version,
+                "policy_name": self.policy_name, "record_id": self.record_id,
+                "reassessed": self.reassessed.as_json() if self.reassessed is not None else None}
+
+
+def set_agency_policy(store: Store, agency_id: str, text: str | None, by: str, note: str | None = None,
+                      now: datetime | None = None) -> AgencyPolicyChange:
+    """Put a policy into service for an agency (``text``; None: back to the default policy), keep the change in the
+    policy history, and re-assess the reports routed to that agency under it (their previous assessments are kept).
+    Raises PolicyError, storing nothing, when the policy may not be used."""
+    now = now or datetime.now(UTC)
+    repo = PolicyRepository(store.engine)
+    previous = repo.current_of(agency_id)
+    if text is None:
+        if agency_id not in known_agencies():
+            raise PolicyError([f"(agency): unknown agency {agency_id!r}"])
+        default, _ = load_policy(policy_text())
+        if previous is None:
+            return AgencyPolicyChange(agency_id, "unchanged", None, None, default.name, None, None)
+        record = repo.add(agency_id, "reset", by, now, note=note)
+        trigger = f"policy of {agency_id} reset to the default by {by} (was {previous.version})"
+        name, version = default.name, None
+    else:
+        policy, version = check_agency_policy(agency_id, text)
+        name = policy.name
+        if previous is not None and previous.version == version:
+            return AgencyPolicyChange(agency_id, "unchanged", version, version, name, previous.id, None)
+        record = repo.add(agency_id, "set", by, now, text=text, name=policy.name, number=policy.version, version=version, note=note)
+        trigger = f"policy of {agency_id} set by {by}: {previous.version if previous else 'default'} -> {version}"
+    reassessed = assess(store, now=now, report_ids=repo.routed_reports(agency_id), trigger=trigger)
+    return AgencyPolicyChange(agency_id, record.action, previous.version if previous else None, version, name, record.id, reassessed)
+
+
+def diff_agency_policy(store: Store, proposed: Policy, agency_id: str | None = None, current: Policy | None = None,
+                       top: int = 20) -> dict[str, Any]:
+    """How the ranking would change from ``current`` (default: the agency's policy now, or the default policy) to
+    ``proposed``, over the stored reports routed to ``agency_id`` (all stored reports when None), with their indicators
+    as last assessed."""
+    if current is None:
+        row_ = PolicyRepository(store.engine).current_of(agency_id) if agency_id is not None else None
+        current, _ = load_policy(row_.text or "") if row_ is not None else load_policy(policy_text())
+    ids = PolicyRepository(store.engine).routed_reports(agency_id) if agency_id is not None else store.report_ids()
+    reports = [(rid, {k: Indicator.model_validate(v) for k, v in ind.items()}) for rid, ind in IndicatorRepository(store.engine).indicator_maps(ids)]
+    out = diff_rankings(current, proposed, reports, top=top)
+    out["agency_id"] = agency_id
+    return out
 
 
 def import_records(store: Store, path: Path) -> tuple[int, list[str]]:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from service_fixtures import PASSWORD, Service
 
-from conftest import PASSWORD, Service
 from tiptriage.store.users import Role
 
 ARTIFACTS = Path(os.environ.get("TIPTRIAGE_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))

@@ -1,6 +1,7 @@
 """schemathesis against the service's own OpenAPI document: every operation, as several roles with a real session and as
 nobody, on a store with synthetic triaged reports and open cases. No answer may be a 5xx, and every answer must match
-what the document says of that operation (schemathesis' ``not_a_server_error`` and ``response_schema_conformance``).
+what the document says of that operation: schemathesis' ``not_a_server_error`` and ``response_schema_conformance``, and
+also ``status_code_conformance`` (the status is documented) and ``content_type_conformance``.
 
 Each (role, operation) pair gets a few positive and a few negative examples; path parameters are drawn half the time from
 the objects that really exist (the agency's own reports and cases, another agency's, a shared one), so the fuzzing reaches
@@ -11,12 +12,13 @@ together at the end rather than at the first one.
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyotp
 import pytest
@@ -27,6 +29,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import FailureGroup
 from schemathesis.generation import GenerationMode
 from schemathesis.python.asgi import ASGIClient
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance, status_code_conformance
@@ -45,7 +48,7 @@ CHECKS = [not_a_server_error, response_schema_conformance, status_code_conforman
 ROLES = (Role.ANALYST, Role.SUPERVISOR, Role.AUDITOR, Role.SYSTEM_ADMIN)
 EXAMPLES = {GenerationMode.POSITIVE: 6, GenerationMode.NEGATIVE: 3}  # per role and operation
 ANONYMOUS_EXAMPLES = 2  # without a session every operation but banner and login answers 401 at once
-SESSION_ENDING = ("POST /api/password", "POST /api/logout")  # run last for each role: they may end the session
+SESSION_ENDING = ("POST /api/logout", "POST /api/password")  # run last for each role: they end the session or change the password
 
 
 class Clock:
@@ -84,10 +87,12 @@ class Failure:
 class Tally:
     failures: list[Failure] = field(default_factory=list)
     statuses: dict[str, dict[int, int]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
     requests: int = 0
 
-    def count(self, operation: str, status: int) -> None:
+    def count(self, operation: str, status: int, seconds: float) -> None:
         self.requests += 1
+        self.seconds[operation] = self.seconds.get(operation, 0.0) + seconds
         per = self.statuses.setdefault(operation, {})
         per[status] = per.get(status, 0) + 1
 
@@ -137,8 +142,10 @@ def _login(env: Seeded, client: ASGIClient, username: str) -> tuple[dict[str, st
     code = pyotp.TOTP(env.secrets[username]).at(env.clock.now)
     r = client.post(f"{BASE_URL}/api/login", json={"username": username, "password": PASSWORD, "totp": code, "banner_accepted": True})
     assert r.status_code == 200, r.text
+    token = r.cookies.get(SESSION_COOKIE)
+    assert token, r.headers
     client.cookies.clear()
-    return {SESSION_COOKIE: r.cookies[SESSION_COOKIE]}, {CSRF_HEADER: r.json()["csrf_token"]}
+    return {SESSION_COOKIE: token}, {CSRF_HEADER: str(r.json()["csrf_token"])}
 
 
 def _fuzz(env: Seeded, client: ASGIClient, operation: Any, who: str, cookies: dict[str, str], headers: dict[str, str],
@@ -164,18 +171,26 @@ def _fuzz_mode(env: Seeded, client: ASGIClient, operation: Any, strategy: st.Sea
                 case.path_parameters[name] = data.draw(st.sampled_from(env.known[name]), label=name)
         if isinstance(case.body, dict) and "assignee" in case.body and data.draw(st.booleans(), label="real assignee"):
             case.body["assignee"] = data.draw(st.sampled_from(env.assignees), label="assignee")
+        if isinstance(case.body, dict) and "banner_accepted" in case.body and data.draw(st.booleans(), label="past the banner"):
+            case.body["banner_accepted"] = True  # reaches the credential checks; "b-analyst" may get locked out, no one else
+            if data.draw(st.booleans(), label="real user"):
+                case.body["username"] = "b-analyst"
+        if isinstance(case.body, dict) and "current" in case.body and data.draw(st.booleans(), label="real password"):
+            case.body["current"] = PASSWORD  # reaches the password policy (400) and, if the new one passes it, the change
         request = case.as_curl_command(headers=headers)
+        start = time.perf_counter()
         try:
             response = case.call(base_url=BASE_URL, session=client, headers=dict(headers), cookies=dict(cookies))
         except Exception:  # the application raised: a 500 a real server would have answered
-            tally.failures.append(Failure(who, label, mode.value, request, "raised:\n" + traceback.format_exc()))
+            trace = traceback.format_exc().splitlines()  # the framework's frames first, the service's last
+            tally.failures.append(Failure(who, label, mode.value, request, "raised:\n" + "\n".join(trace[-40:])))
             return
         finally:
             client.cookies.clear()
-        tally.count(label, response.status_code)
+        tally.count(label, response.status_code, time.perf_counter() - start)
         try:
             case.validate_response(response, checks=CHECKS, headers=headers)
-        except Exception as exc:
+        except (Exception, FailureGroup) as exc:  # a FailureGroup is a BaseExceptionGroup
             tally.failures.append(Failure(who, label, mode.value, request,
                                           f"{response.status_code} {response.text[:2000]}\n  {str(exc)[:3000]}"))
 
@@ -204,7 +219,7 @@ def _without_tuples(node: Any) -> Any:
 
 def _load_schema(app: FastAPI) -> Any:
     """What ``schemathesis.openapi.from_asgi("/openapi.json", app)`` loads, read through the app itself, tuples relaxed."""
-    with ASGIClient(app, BASE_URL) as client:
+    with ASGIClient(cast(Any, app), BASE_URL) as client:
         document = client.get("/openapi.json").json()
     schema = schemathesis.openapi.from_dict(_without_tuples(document))
     schema.app = app
@@ -221,7 +236,7 @@ def test_every_operation_answers_within_its_schema_and_never_with_a_server_error
     assert {"GET /api/queue", "GET /api/reports/{report_id}", "POST /api/login", "POST /api/submissions"} <= set(labels)
     ordered = [op for label, op in labels.items() if label not in SESSION_ENDING] + [labels[label] for label in SESSION_ENDING]
     tally = Tally()
-    client = ASGIClient(env.app, BASE_URL)
+    client = ASGIClient(cast(Any, env.app), BASE_URL)
     with client:
         for operation in ordered:
             _fuzz(env, client, operation, "anonymous", {}, {}, {GenerationMode.POSITIVE: ANONYMOUS_EXAMPLES}, tally)
@@ -232,7 +247,8 @@ def test_every_operation_answers_within_its_schema_and_never_with_a_server_error
                 if f"{operation.method.upper()} {operation.path}" in SESSION_ENDING:
                     cookies, headers = _login(env, client, username)  # each gets a session of its own
                 _fuzz(env, client, operation, username, cookies, headers, EXAMPLES, tally)
-    summary = f"{tally.requests} requests\n" + "\n".join(f"{label}: {dict(sorted(per.items()))}" for label, per in sorted(tally.statuses.items()))
+    summary = f"{tally.requests} requests\n" + "\n".join(f"{label}: {dict(sorted(per.items()))} {tally.seconds[label]:.1f} s"
+                                                       for label, per in sorted(tally.statuses.items()))
     assert not tally.failures, f"{len(tally.failures)} failures in {tally.requests} requests:\n\n" + "\n\n".join(
         map(str, tally.failures)) + "\n\nstatuses seen:\n" + summary
     # the fuzzing reached past authentication: the case roles read reports, queues and cases for real

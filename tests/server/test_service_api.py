@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from service_fixtures import Service
 
-from conftest import Service
 from tiptriage import synth
 from tiptriage.server.auth import CSRF_HEADER
 from tiptriage.store.users import Role

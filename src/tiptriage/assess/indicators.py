@@ -17,15 +17,17 @@ rule that fires can say exactly why. Definitions that are our own choices are st
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, TypeAlias
 
-from tiptriage.assess.policy import Indicator
+from tiptriage.assess.policy import Indicator, Policy
 from tiptriage.model import (
     EventName,
     FileAnnotation,
@@ -71,12 +73,69 @@ def _band(age: int) -> str:
     return "pubescent"
 
 
-def extract(report: Report, ctx: Context, now: datetime) -> dict[str, Indicator]:
-    out: dict[str, Indicator] = {}
+# The report-derived (static) indicators, in the order they are written; every other indicator follows them and
+# depends on what later stages found (matches, links, records, routing) or on the time of assessment.
+STATIC_INDICATORS: dict[str, str] = {
+    "escalated": "bool", "sextortion": "bool", "csam_solicitation": "bool", "minor_to_minor": "bool",
+    "sadistic_online_exploitation": "bool", "informational": "bool", "spam": "bool", "incident_type": "str", "enticement": "bool",
+    "planned_meeting": "bool", "victim_age_min": "int", "victim_band": "str", "industry_a1": "bool", "industry_prepubescent": "bool",
+    "file_infant": "bool", "file_physical_harm": "bool", "file_live_streaming": "bool", "file_self_production": "bool",
+    "file_generative_ai": "bool", "file_anime": "bool", "file_meme_or_viral": "bool", "image_equivalents": "int",
+    "offence_distribution": "bool", "offence_viewing": "bool",
+}
+CONTEXT_INDICATORS: dict[str, str] = {
+    "novel_uploaded_files": "int", "known_files": "int", "unidentified_victim_series": "bool", "offence_production": "bool",
+    "offence_possession": "bool", "days_since_incident": "int", "repeat_subject": "bool", "subject_reports": "int",
+    "subject_services": "int", "viral_bundle": "bool", "location_resolved": "bool", "location_confidence": "float",
+    "access_to_children": "bool", "prior_contact_offence": "bool", "deconfliction": "bool",
+}
+# Every indicator the extractor derives, with its type: a policy may read these and nothing else.
+VOCABULARY: dict[str, str] = {**STATIC_INDICATORS, **CONTEXT_INDICATORS}
+
+# Bump when report_facts derives anything differently: facts stored under another version are derived again.
+FACTS_VERSION = 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_DAY_US = 86_400_000_000
+
+Evidence: TypeAlias = list[str]
+Value: TypeAlias = bool | int | float | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFacts:
+    """What the context indicators need from the report itself (the rest of the report is not read again)."""
+
+    report_id: str
+    file_count: int
+    distribution: bool  # the static offence_distribution
+    incident_us: int  # microseconds from 1970-01-01 UTC
+    incident_iso: str  # the incident time as the report gives it, for evidence
+    upload_candidates: tuple[str, ...]  # hashed files uploaded by the account, not meme or viral: novel unless a bank knows them
+    prior_reports: tuple[str, ...]  # earlier CyberTipline reports the report names
+
+
+StaticIndicators: TypeAlias = dict[str, tuple[Value, Evidence]]  # name -> (value, evidence), in STATIC_INDICATORS order
+
+
+def to_microseconds(t: datetime) -> int:
+    """Exact microseconds since the epoch (a float timestamp would round); a naive time is taken as UTC."""
+    return ((t if t.tzinfo is not None else t.replace(tzinfo=UTC)) - _EPOCH) // _MICROSECOND
+
+
+def days_between(now_us: int, then_us: int) -> int:
+    """``max(0, (now - then).days)`` on microseconds: timedelta.days floors, and so does ``//``."""
+    return max(0, (now_us - then_us) // _DAY_US)
+
+
+def report_facts(report: Report) -> tuple[StaticIndicators, ReportFacts]:
+    """The static indicators of a report with their evidence (an indicator without a value is absent), and what the
+    context indicators will need from the report. Stored once per report (``store.indicators``)."""
+    out: StaticIndicators = {}
     rid = report.id
 
-    def put(name: str, value: bool | int | float | str | None, *evidence: str) -> None:
-        out[name] = Indicator(name=name, value=value, evidence=list(evidence))
+    def put(name: str, value: Value, *evidence: str) -> None:
+        out[name] = (value, list(evidence))
 
     put("escalated", report.is_escalated, f"report {rid} /incident_summary/escalate_to_high_priority" if report.is_escalated else f"report {rid}: no escalation text")
     ann = set(report.report_annotations)
@@ -118,48 +177,89 @@ def extract(report: Report, ctx: Context, now: datetime) -> dict[str, Indicator]
     put("file_meme_or_viral", bool(meme) or report.batched_report_reason is not None,
         *[f"file {fid} annotated potentialMeme/viral" for fid in meme], *([f"report {rid} /batched_report_reason"] if report.batched_report_reason else []))
 
-    matched = {m["file_id"] for m in ctx.matches if m["suppressed_by"] is None}
-    hashed = {f.file_id for f in files if any(h.hash_type in (HashType.MD5, HashType.SHA1, HashType.SHA256, HashType.PDQ, HashType.VPDQ) for h in f.hashes)}
-    novel = hashed - matched if ctx.hash_summary is not None else set()
-    uploaded = {f.file_id for f in files if f.uploaded_at is not None or (f.ip_event is not None and f.ip_event.event_name is EventName.UPLOAD)}
-    novel_uploaded = sorted((novel & uploaded) - set(meme))
-    put("novel_uploaded_files", len(novel_uploaded), *[f"file {fid}: no match in any bank; uploaded by the reported account" for fid in novel_uploaded])
-    put("known_files", len(matched), *[f"file {m['file_id']} matched bank {m['bank']} ({m['match_type']}, distance {m['distance']})" for m in ctx.matches if m["suppressed_by"] is None][:20])
-    unident = [m for m in ctx.matches if m["suppressed_by"] is None and m["series"] and m["victim_identified"] is False]
-    put("unidentified_victim_series", bool(unident), *[f"file {m['file_id']} matched series {m['series']} in bank {m['bank']}: victim not identified" for m in unident])
-
     videos = [f.file_id for f in files if (f.original_file_name or "").lower().endswith(VIDEO_EXTENSIONS) or f.hash_of(HashType.VPDQ)]
     images = len(files) - len(videos)
     put("image_equivalents", images + IMAGES_PER_VIDEO * len(videos), f"report {rid}: {images} images + {len(videos)} videos × {IMAGES_PER_VIDEO}")
 
-    production = bool(novel_uploaded)
     public = [f.file_id for f in files if f.publicly_available]
     distribution = bool(public) or (bool(files) and bool(report.intended_recipients))
-    viewing = bool(out["file_live_streaming"].value) or (not files and any(isinstance(d, WebPageIncident) for d in report.internet_details))
-    put("offence_production", production, *out["novel_uploaded_files"].evidence)
+    viewing = bool(out["file_live_streaming"][0]) or (not files and any(isinstance(d, WebPageIncident) for d in report.internet_details))
     put("offence_distribution", distribution, *([f"file {fid} publicly available" for fid in public] or ([f"report {rid}: files sent to intended recipients"] if distribution else [])))
-    put("offence_possession", bool(files) and not production and not distribution, f"report {rid}: {len(files)} files held by the account")
     put("offence_viewing", viewing, f"report {rid}: live streaming or a web page without files" if viewing else f"report {rid}: not viewing only")
 
-    days = max(0, (now - report.incident_datetime).days)
-    put("days_since_incident", days, f"report {rid} /incident_summary/incident_datetime {report.incident_datetime.isoformat()}")
+    hashed = {f.file_id for f in files if any(h.hash_type in (HashType.MD5, HashType.SHA1, HashType.SHA256, HashType.PDQ, HashType.VPDQ) for h in f.hashes)}
+    uploaded = {f.file_id for f in files if f.uploaded_at is not None or (f.ip_event is not None and f.ip_event.event_name is EventName.UPLOAD)}
+    return out, ReportFacts(
+        report_id=rid, file_count=len(files), distribution=distribution, incident_us=to_microseconds(report.incident_datetime),
+        incident_iso=report.incident_datetime.isoformat(), upload_candidates=tuple(sorted((hashed & uploaded) - set(meme))),
+        prior_reports=tuple(r for acc in report.reported_people for r in acc.prior_report_ids),
+    )
 
-    prior = [r for acc in report.reported_people for r in acc.prior_report_ids]
+
+def context_values(facts: ReportFacts, ctx: Context, now_us: int) -> dict[str, tuple[Value, Evidence]]:
+    """The indicators that depend on what later stages found, from a report's facts and its context.
+
+    One function for both the per-report and the stored-indicator path, so the two cannot drift apart.
+    """
+    out: dict[str, tuple[Value, Evidence]] = {}
+    rid = facts.report_id
+    live = [m for m in ctx.matches if m["suppressed_by"] is None]
+    matched = {m["file_id"] for m in live}
+    novel_uploaded = [f for f in facts.upload_candidates if f not in matched] if ctx.hash_summary is not None else []
+    novel_evidence = [f"file {fid}: no match in any bank; uploaded by the reported account" for fid in novel_uploaded]
+    out["novel_uploaded_files"] = (len(novel_uploaded), novel_evidence)
+    out["known_files"] = (len(matched), [f"file {m['file_id']} matched bank {m['bank']} ({m['match_type']}, distance {m['distance']})" for m in live[:20]])
+    unident = [m for m in live if m["series"] and m["victim_identified"] is False]
+    out["unidentified_victim_series"] = (bool(unident), [f"file {m['file_id']} matched series {m['series']} in bank {m['bank']}: victim not identified" for m in unident])
+    production = bool(novel_uploaded)
+    out["offence_production"] = (production, list(novel_evidence))
+    out["offence_possession"] = (facts.file_count > 0 and not production and not facts.distribution, [f"report {rid}: {facts.file_count} files held by the account"])
+    out["days_since_incident"] = (days_between(now_us, facts.incident_us), [f"report {rid} /incident_summary/incident_datetime {facts.incident_iso}"])
+
     others = [r for r in ctx.subject_reports if r != rid]
-    put("repeat_subject", bool(others or prior), *[f"linked report {r} (subject {ctx.subject_id})" for r in others[:20]],
-        *[f"report {rid} names prior CyberTipline report {p}" for p in prior])
-    put("subject_reports", len(set(ctx.subject_reports) | {rid}), f"subject {ctx.subject_id}" if ctx.subject_id else f"report {rid}: not linked")
-    put("subject_services", len(set(ctx.subject_services)), *[f"service {s}" for s in sorted(set(ctx.subject_services))])
-    put("viral_bundle", ctx.bundle is not None, *([f"bundle {ctx.bundle['id']}: {ctx.bundle['reports']} reports, representative {ctx.bundle['representative_report_id']}"] if ctx.bundle else []))
+    out["repeat_subject"] = (bool(others or facts.prior_reports), [*[f"linked report {r} (subject {ctx.subject_id})" for r in others[:20]],
+                                                                   *[f"report {rid} names prior CyberTipline report {p}" for p in facts.prior_reports]])
+    out["subject_reports"] = (len(set(ctx.subject_reports) | {rid}), [f"subject {ctx.subject_id}" if ctx.subject_id else f"report {rid}: not linked"])
+    services = sorted(set(ctx.subject_services))
+    out["subject_services"] = (len(services), [f"service {s}" for s in services])
+    b = ctx.bundle
+    out["viral_bundle"] = (b is not None, [f"bundle {b['id']}: {b['reports']} reports, representative {b['representative_report_id']}"] if b else [])
     loc = ctx.location
     if loc is not None:
         place = ", ".join(x for x in (loc["city"], loc["region"], loc["country_code"]) if x) or "unknown"
-        put("location_resolved", not loc["needs_review"], f"estimated location {place}, confidence {loc['confidence']:.2f}")
-        put("location_confidence", float(loc["confidence"]), f"estimated location {place}")
-    access = [r for r in ctx.records if r.get("access_to_children")]
-    contact = [r for r in ctx.records if r.get("prior_contact_offence")]
-    put("access_to_children", bool(access), *[f"agency record {r['record_id']} ({r['matched_on']})" for r in access])
-    put("prior_contact_offence", bool(contact), *[f"agency record {r['record_id']} ({r['matched_on']})" for r in contact])
-    put("deconfliction", bool(ctx.deconfliction),
-        *[f"subject {n['subject_id']} also has case {n['other_case_ref']} at {n['other_agency_id']}" for n in ctx.deconfliction])
+        out["location_resolved"] = (not loc["needs_review"], [f"estimated location {place}, confidence {loc['confidence']:.2f}"])
+        out["location_confidence"] = (float(loc["confidence"]), [f"estimated location {place}"])
+    # sorted, so the evidence does not depend on the order a database returns the records in
+    records = sorted(ctx.records, key=lambda r: str(r["record_id"]))
+    access = [r for r in records if r.get("access_to_children")]
+    contact = [r for r in records if r.get("prior_contact_offence")]
+    out["access_to_children"] = (bool(access), [f"agency record {r['record_id']} ({r['matched_on']})" for r in access])
+    out["prior_contact_offence"] = (bool(contact), [f"agency record {r['record_id']} ({r['matched_on']})" for r in contact])
+    out["deconfliction"] = (bool(ctx.deconfliction),
+                            [f"subject {n['subject_id']} also has case {n['other_case_ref']} at {n['other_agency_id']}" for n in ctx.deconfliction])
     return out
+
+
+def _indicators(values: Mapping[str, tuple[Value, Evidence]]) -> dict[str, Indicator]:
+    return {k: Indicator(name=k, value=v, evidence=ev) for k, (v, ev) in values.items()}
+
+
+def extract(report: Report, ctx: Context, now: datetime) -> dict[str, Indicator]:
+    """Every indicator of one report: the static ones first, then those from its context (the per-report path)."""
+    static, facts = report_facts(report)
+    return {**_indicators(static), **_indicators(context_values(facts, ctx, to_microseconds(now)))}
+
+
+def vocabulary_errors(policy: Policy) -> list[str]:
+    """Indicators a policy declares that the extractor does not derive, or derives with another type: a rule on them
+    would silently never fire (or always compare false), so a policy put into service must not have them."""
+    errors: list[str] = []
+    for name, spec in policy.indicators.items():
+        derived = VOCABULARY.get(name)
+        if derived is None:
+            close = difflib.get_close_matches(name, list(VOCABULARY), n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            errors.append(f"indicators.{name}: tiptriage derives no indicator '{name}'{hint}, so a rule on it would never fire")
+        elif spec.type != derived and not (derived == "int" and spec.type == "float"):
+            errors.append(f"indicators.{name}.type: '{name}' is derived as {derived}, not {spec.type}")
+    return errors

@@ -49,6 +49,7 @@ import gc
 import hashlib
 import json
 import math
+import re
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -90,9 +91,11 @@ __all__ = [
     "Rule",
     "check_policy",
     "diff_rankings",
+    "error_line",
     "evaluate",
     "evaluate_columns",
     "evaluate_many",
+    "fired_json",
     "indicators_to_columns",
     "load_default_policy",
     "load_policy",
@@ -525,6 +528,41 @@ def load_default_policy() -> tuple[Policy, str]:
     return load_policy(resources.files("tiptriage.data").joinpath(DEFAULT_POLICY_RESOURCE).read_text("utf-8"))
 
 
+_PATH_PART = re.compile(r"[^.\[\]]+|\[\d+\]")
+
+
+def error_line(text: str, error: str) -> int | None:
+    """The line (1-based) of the policy text that an error message from ``PolicyError`` points at: the YAML path before
+    its first ': ' is followed through the document as far as it exists (a missing key points at its parent)."""
+    path = error.split(": ", 1)[0]
+    if path.startswith("("):
+        found = re.match(r"\(yaml\) line (\d+)", error)
+        return int(found.group(1)) if found else None
+    try:
+        node: yaml.Node | None = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    if node is None:
+        return None
+    line = node.start_mark.line
+    for part in _PATH_PART.findall(path):
+        nxt: yaml.Node | None = None
+        if part.startswith("[") and isinstance(node, yaml.SequenceNode):
+            k = int(part[1:-1])
+            nxt = node.value[k] if k < len(node.value) else None
+            if nxt is not None:
+                line = nxt.start_mark.line
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == part:
+                    nxt, line = value, key.start_mark.line
+                    break
+        if nxt is None:
+            break
+        node = nxt
+    return line + 1
+
+
 def check_policy(path: str | Path) -> list[str]:
     """Every problem in a policy file, each naming its YAML path; empty when the policy is valid."""
     try:
@@ -763,6 +801,36 @@ def _assess(c: _Compiled, vals: Values, indicators: Mapping[str, Indicator]) -> 
         out.append(_trusted(FiredRule, fields, _FIRED_FIELDS))
     return _trusted(Assessment, {"tier": tier, "score": score, "policy_name": c.name, "policy_version": c.version, "fired": out},
                     _ASSESSMENT_FIELDS)
+
+
+def fired_json(policy: Policy, rules: Sequence[int], values: Mapping[str, IndicatorValue], evidence: Mapping[str, Sequence[str]]) -> str:
+    """The fired rules (indices into ``policy.rules``, in policy order) as
+    ``json.dumps([f.model_dump() for f in evaluate(...).fired])`` writes them, without building the models: for the
+    fired matrices of ``evaluate_columns``.
+
+    ``values`` holds exactly the indicators the report has (an absent one is not a key), ``evidence`` their evidence;
+    each rule names the evidence and values ``evaluate`` would.
+    """
+    c = _compiled(policy)
+    out: list[dict[str, Any]] = []
+    for i in rules:
+        names = c.statics[i]
+        if names is None:
+            found: dict[str, None] = {}
+            _support(c.nodes[i], values, found)
+            names = tuple(found)
+        fields = c.templates[i].copy()
+        if len(names) == 1:
+            n = names[0]
+            if n in values:
+                fields["evidence"] = list(evidence[n])
+                fields["indicators"] = {n: values[n]}
+        else:
+            present = [n for n in names if n in values]
+            fields["evidence"] = list(dict.fromkeys([e for n in present for e in evidence[n]]))
+            fields["indicators"] = {n: values[n] for n in present}
+        out.append(fields)
+    return json.dumps(out)  # one call: its overhead outweighs encoding the fixed fields again
 
 
 def evaluate(policy: Policy, indicators: Mapping[str, Indicator]) -> Assessment:

@@ -59,7 +59,8 @@ def build_records(reports: Iterable[Report], treat_documentation_as_public: bool
                 if ident.path.startswith(prefix + ".") or ident.path == prefix:
                     _add_identifier(rec, ident, report.id)
             for name in acc.display_names:
-                rec.display_names[" ".join(name.casefold().split())] += 1
+                if folded := " ".join(name.casefold().split()):  # a blank name is no evidence of who anyone is
+                    rec.display_names[folded] += 1
             if acc.estimated_location and acc.estimated_location.country_code:
                 rec.countries[acc.estimated_location.country_code.upper()] += 1
     return records, memberships

@@ -314,7 +314,7 @@ def add_api_routes(app: FastAPI, ctx: Context, caller: Any, csrf_doc: list[Any])
         with tempfile.TemporaryDirectory(prefix="tiptriage-upload-") as tmp:
             path = _save_upload(file, Path(tmp))
             try:
-                res = pipeline.import_hashset(store, path, name, fmt, negative=negative)
+                res = pipeline.import_hashset(ctx.intake, path, name, fmt, negative=negative)
             except (ValueError, OSError) as exc:
                 ctx.audit(who, "change", "failed", object_type="hashset", object_id=name, reason=str(exc)[:300])
                 raise Problem(400, "hashset-refused", "Bad request", str(exc)[:1000]) from None
@@ -329,7 +329,7 @@ def add_api_routes(app: FastAPI, ctx: Context, caller: Any, csrf_doc: list[Any])
         ctx.require(who, Action.SUBMIT, "submission", "upload")
         with tempfile.TemporaryDirectory(prefix="tiptriage-upload-") as tmp:
             path = _save_upload(file, Path(tmp))
-            res = pipeline.ingest(store, [path], fmt)
+            res = pipeline.ingest(ctx.intake, [path], fmt)
         ctx.audit(who, "submit", object_type="submission", object_id="upload", accepted=res.accepted, quarantined=res.quarantined,
                   duplicates=res.duplicates)
         errors = [{k: str(v) for k, v in e.items() if k != "path"} for e in res.errors]

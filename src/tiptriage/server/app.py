@@ -52,6 +52,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
 from fastapi import Body, Depends, FastAPI, Query, Request, Response, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyCookie, APIKeyHeader
@@ -85,6 +86,7 @@ from tiptriage.server.problems import (
 )
 from tiptriage.server.web import add_web_routes
 from tiptriage.store import Store
+from tiptriage.store.rls import bind_to_request_agency, current_agency
 from tiptriage.store.users import ReportAccessRepository
 from tiptriage.store.views import ServiceViews
 
@@ -168,10 +170,14 @@ class NoteAccepted(BaseModel):
 
 
 def _tidy_openapi(schema: dict[str, Any]) -> dict[str, Any]:
-    """Two corrections to what FastAPI generates: error responses are problem+json only (``model`` adds application/json),
-    and an operation's security schemes are all required together (FastAPI lists each as an alternative)."""
+    """Three corrections to what FastAPI generates: error responses are problem+json only (``model`` adds application/json),
+    an operation's security schemes are all required together (FastAPI lists each as an alternative), and an operation
+    with a body documents the 400 it answers when the body cannot be parsed at all (not UTF-8 JSON, broken multipart)."""
     for item in schema.get("paths", {}).values():
         for operation in item.values():
+            if "requestBody" in operation:
+                operation.setdefault("responses", {}).setdefault("400", {
+                    "description": TITLES[400], "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}})
             for status, response in operation.get("responses", {}).items():
                 content = response.get("content", {})
                 if str(status) >= "400" and PROBLEM_MEDIA_TYPE in content:
@@ -184,11 +190,14 @@ def _tidy_openapi(schema: dict[str, Any]) -> dict[str, Any]:
 # -- the application --------------------------------------------------------------------------------------------
 
 
-def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callable[[], datetime] = utc_now) -> FastAPI:
-    """The API over ``store``. ``policy`` and ``clock`` are injectable (tests move the clock)."""
+def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callable[[], datetime] = utc_now,
+               intake: Store | None = None) -> FastAPI:
+    """The API over ``store``. ``policy`` and ``clock`` are injectable (tests move the clock). ``intake``: the store that
+    submissions and hash-set imports write through, when ``store`` connects as the row-level-security application role
+    (which may not insert a report no agency has yet); by default ``store`` itself."""
     auth = Authenticator(store, policy, clock)
     access = ReportAccessRepository(store.engine)
-    ctx = Context(store, auth, access, ServiceViews(store.engine))
+    ctx = Context(store, auth, access, ServiceViews(store.engine), intake or store)
     app = FastAPI(
         title="tiptriage",
         version="0.1.0",
@@ -240,6 +249,11 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
         return problem_response(request, 500, None, "Internal error", "The request could not be completed.")
 
     @app.middleware("http")
+    async def _no_agency_yet(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        current_agency.set(None)  # a request starts bound to no agency, whatever ran before on this worker
+        return await call_next(request)
+
+    @app.middleware("http")
     async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
         response.headers.setdefault("Cache-Control", "no-store")
@@ -252,9 +266,13 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
 
     # -- dependencies --------------------------------------------------------------------------------------
 
-    def principal(request: Request, token: Annotated[str | None, Security(session_cookie)]) -> Principal:
-        return auth.authenticate(token, method=request.method, csrf_token=request.headers.get(CSRF_HEADER),
-                                 source=_source(request), path=request.url.path)
+    async def principal(request: Request, token: Annotated[str | None, Security(session_cookie)]) -> Principal:
+        who = await run_in_threadpool(auth.authenticate, token, method=request.method, csrf_token=request.headers.get(CSRF_HEADER),
+                                      source=_source(request), path=request.url.path)
+        # async on purpose: set here, in the request's own context, the agency reaches the handler's thread, and with it
+        # every transaction the store begins (row-level security on PostgreSQL, see tiptriage.store.rls)
+        current_agency.set(who.user.agency_id)
+        return who
 
     Caller = Annotated[Principal, Depends(principal)]
     csrf_doc = [Security(csrf_scheme)]  # documents the header in OpenAPI; ``principal`` enforces it
@@ -360,5 +378,16 @@ def _source(request: Request) -> str | None:
 
 
 def app_from_env() -> FastAPI:
-    """For ``uvicorn --factory``: the store named by TIPTRIAGE_DATABASE_URL (secrets come from the environment, never the repo)."""
-    return create_app(Store(os.environ.get("TIPTRIAGE_DATABASE_URL")))
+    """For ``uvicorn --factory``: the store named by TIPTRIAGE_DATABASE_URL (secrets come from the environment, never the repo).
+    With TIPTRIAGE_APP_DATABASE_URL (PostgreSQL, the role ``tiptriage db secure`` made), case data is read and changed as that
+    role, every transaction bound to the caller's agency; intake and hash-set imports go through the owner's URL."""
+    return service_app(os.environ.get("TIPTRIAGE_DATABASE_URL"), os.environ.get("TIPTRIAGE_APP_DATABASE_URL"))
+
+
+def service_app(owner_url: str | None, app_url: str | None) -> FastAPI:
+    owner = Store(owner_url)
+    if not app_url:
+        return create_app(owner)
+    as_app = Store(app_url, migrate_schema=False)
+    bind_to_request_agency(as_app.engine)
+    return create_app(as_app, intake=owner)

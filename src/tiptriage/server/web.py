@@ -40,6 +40,7 @@ from tiptriage.server import svg
 from tiptriage.server.auth import CSRF_COOKIE, SESSION_COOKIE, Action, AuthError, Principal, allowed, audit_name
 from tiptriage.server.context import Context
 from tiptriage.server.problems import Problem
+from tiptriage.store.rls import current_agency
 from tiptriage.store.work import CaseConflict
 from tiptriage.work import cases
 from tiptriage.work.states import OUTCOMES, OUTCOMES_NEEDING_REASON, TRANSITIONS, aging
@@ -108,8 +109,10 @@ def add_web_routes(app: FastAPI, ctx: Context) -> None:
 
     def principal(request: Request, csrf: str | None = None) -> Principal:
         try:
-            return auth.authenticate(request.cookies.get(SESSION_COOKIE), method=request.method, csrf_token=csrf,
-                                     source=_source(request), path=request.url.path)
+            who = auth.authenticate(request.cookies.get(SESSION_COOKIE), method=request.method, csrf_token=csrf,
+                                    source=_source(request), path=request.url.path)
+            current_agency.set(who.user.agency_id)  # page handlers run in the request's context: see tiptriage.store.rls
+            return who
         except AuthError as exc:
             if exc.status == 401:
                 raise LoginRequired(exc.detail) from None
@@ -387,7 +390,7 @@ def add_web_routes(app: FastAPI, ctx: Context) -> None:
             path = Path(tmp) / "upload"
             path.write_bytes(await upload.read())
             try:
-                res = pipeline.import_hashset(ctx.store, path, name, fmt)
+                res = pipeline.import_hashset(ctx.intake, path, name, fmt)
             except (ValueError, OSError) as exc:
                 ctx.audit(who, "change", "failed", object_type="hashset", object_id=name, reason=str(exc)[:300])
                 return render(request, "admin.html", who, 400, **admin_values(who), result=None, error=str(exc)[:1000])

@@ -1,4 +1,9 @@
-"""Assessments (tier, score, the rules that fired, the indicators) and agency records of known persons."""
+"""Assessments (tier, score, the rules that fired, the indicators) and agency records of known persons.
+
+Agency records are found by the keyed hash of their identifier (``Cipher.index``); the identifier itself is kept sealed. What
+matched is reported as the kind of identifier (``email``, ``phone``, ...), never the identifier, because it goes into the
+assessment's evidence, which stays readable for the queue's search and sort.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tiptriage.store.bulk import insert_rows
+from tiptriage.store.crypto import Cipher, aad, cipher_of
 from tiptriage.store.schema import (
     agency_records,
     assessments,
@@ -28,21 +34,31 @@ from tiptriage.store.schema import (
 class AssessmentRepository:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self.cipher: Cipher = cipher_of(engine)
 
     def import_records(self, rows: list[dict[str, Any]]) -> None:
         now = datetime.now(UTC)
+        sealed = [{**r, "key": self.cipher.index(r["key"]), "imported_at": now,
+                   "key_enc": self.cipher.seal_text(r["key"], aad("agency_records", "key_enc", r["record_id"]))} for r in rows]
         with self.engine.begin() as conn:
             ids = sorted({r["record_id"] for r in rows})
             for i in range(0, len(ids), 500):
                 conn.execute(agency_records.delete().where(agency_records.c.record_id.in_(ids[i : i + 500])))
-            insert_rows(conn, agency_records, [{**r, "imported_at": now} for r in rows])
+            insert_rows(conn, agency_records, sealed)
 
     def records_for(self, keys: set[str]) -> list[dict[str, Any]]:
+        """Agency records whose identifier is one of ``keys`` (normalised, ``kind:value``); ``key`` in clear, ``matched_on``
+        the kind of identifier."""
         if not keys:
             return []
+        by_hash = {self.cipher.index(k): k for k in keys}
         with self.engine.connect() as conn:
-            q = sa.select(agency_records).where(agency_records.c.key.in_(sorted(keys)))
-            return [{**dict(r), "matched_on": r["key"]} for r in conn.execute(q).mappings()]
+            q = sa.select(agency_records).where(agency_records.c.key.in_(sorted(by_hash)))
+            found = []
+            for r in conn.execute(q).mappings():
+                key = by_hash[r["key"]]
+                found.append({**{k: v for k, v in r.items() if k != "key_enc"}, "key": key, "matched_on": key.partition(":")[0]})
+            return found
 
     def context_rows(self, report_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Per report: hash summary, matches, subject and its reports/services, bundle, location."""
@@ -50,24 +66,28 @@ class AssessmentRepository:
         with self.engine.connect() as conn:
             for r in conn.execute(sa.select(report_hash_summary).where(report_hash_summary.c.report_id.in_(report_ids))).mappings():
                 out[r["report_id"]]["hash_summary"] = dict(r)
-            for r in conn.execute(sa.select(file_matches).where(file_matches.c.report_id.in_(report_ids))).mappings():
+            # every list in a fixed order, so evidence reads the same on every backend (store.indicators reads it so too)
+            for r in conn.execute(sa.select(file_matches).where(file_matches.c.report_id.in_(report_ids)).order_by(file_matches.c.id)).mappings():
                 out[r["report_id"]]["matches"].append(dict(r))
             for r in conn.execute(sa.select(report_locations).where(report_locations.c.report_id.in_(report_ids))).mappings():
-                out[r["report_id"]]["location"] = dict(r)
+                out[r["report_id"]]["location"] = {**dict(r), "estimate": self.cipher.open_text(r["estimate"], aad("report_locations", "estimate", r["report_id"]))}
             q = (
                 sa.select(bundle_reports.c.report_id, bundles)
                 .select_from(bundle_reports.join(bundles, bundles.c.id == bundle_reports.c.bundle_id))
                 .where(bundle_reports.c.report_id.in_(report_ids))
+                .order_by(bundle_reports.c.report_id, bundles.c.id)
             )
             for r in conn.execute(q).mappings():
                 out[r["report_id"]]["bundle"] = {k: r[k] for k in ("id", "reports", "representative_report_id", "key_kind")}
-            for r in conn.execute(sa.select(deconfliction_notices).where(deconfliction_notices.c.report_id.in_(report_ids))).mappings():
+            for r in conn.execute(sa.select(deconfliction_notices).where(deconfliction_notices.c.report_id.in_(report_ids))
+                                  .order_by(deconfliction_notices.c.id)).mappings():
                 out[r["report_id"]].setdefault("deconfliction", []).append(dict(r))
             # the subject of each report's reported account, and everything else that subject reported
             subj = (
                 sa.select(report_accounts.c.report_id, subject_accounts.c.subject_id)
                 .select_from(report_accounts.join(subject_accounts, subject_accounts.c.account_key == report_accounts.c.account_key))
                 .where(report_accounts.c.report_id.in_(report_ids))
+                .order_by(report_accounts.c.report_id, subject_accounts.c.subject_id, report_accounts.c.account_key)
             )
             by_subject: dict[str, list[str]] = {}
             for rid, sid in conn.execute(subj):
@@ -78,6 +98,7 @@ class AssessmentRepository:
                     sa.select(subject_accounts.c.subject_id, report_accounts.c.report_id, report_accounts.c.account_key)
                     .select_from(subject_accounts.join(report_accounts, report_accounts.c.account_key == subject_accounts.c.account_key))
                     .where(subject_accounts.c.subject_id.in_(list(by_subject)))
+                    .order_by(subject_accounts.c.subject_id, report_accounts.c.report_id, report_accounts.c.account_key)
                 )
                 for sid, rid, acc in conn.execute(q2):
                     for own in by_subject[sid]:

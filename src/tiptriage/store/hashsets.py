@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tiptriage.store.bulk import insert_rows
+from tiptriage.store.crypto import aad, cipher_of
 from tiptriage.store.schema import (
     file_matches,
     hash_banks,
@@ -182,8 +183,24 @@ class HashSetRepository:
             return [r[0] for r in conn.execute(q)]
 
     def add_file_hashes(self, rows: list[dict[str, Any]]) -> None:
+        """Rows as ``pipeline.file_hash_rows`` makes them; the account is stored as its keyed hash (flood protection only counts
+        distinct accounts) beside a sealed copy."""
+        cipher = cipher_of(self.engine)
+        # bound to the account's hash alone: hashed and sealed once an account, not once a file hash
+        sealed: dict[str, tuple[str, str]] = {}
+        stored = []
+        for r in rows:
+            account = r.get("account")
+            if account is None:
+                stored.append({**r, "account": None, "account_enc": None})
+                continue
+            got = sealed.get(account)
+            if got is None:
+                h = cipher.index(account)
+                got = sealed[account] = (h, cipher.seal_text(account, aad("report_file_hashes", "account_enc", h)))
+            stored.append({**r, "account": got[0], "account_enc": got[1]})
         with self.engine.begin() as conn:
-            insert_rows(conn, report_file_hashes, rows)
+            insert_rows(conn, report_file_hashes, stored)
 
     def flood_candidates(self, min_accounts: int) -> list[tuple[str, str]]:
         """Hashes seen from more than ``min_accounts`` distinct accounts at all (a cheap prefilter)."""

@@ -2,6 +2,9 @@
 
 Each batch is written in one transaction: a process killed at any point leaves either the whole
 batch or none of it, and re-running the ingest skips what is already there by digest.
+
+The store opens only with a data key (``store.crypto``): report JSON and original bytes are sealed here, in the writer, so the
+parsing processes never hold the key.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from tiptriage.store import blobs
 from tiptriage.store.assessments import AssessmentRepository
 from tiptriage.store.audit import AuditRepository
 from tiptriage.store.bulk import insert_rows
+from tiptriage.store.crypto import INDEX_NEXT_META_KEY, Cipher, DataKeyError, Keyring, aad, attach, read_wrapped
 from tiptriage.store.db import database_url, make_engine, migrate
 from tiptriage.store.hashsets import HashSetRepository
 from tiptriage.store.links import LinkRepository
+from tiptriage.store.rotation import encrypt_existing
 from tiptriage.store.schema import quarantine, reports, store_meta, submission_documents, submissions
 from tiptriage.store.times import aware as _aware
 from tiptriage.store.times import utc as _utc
@@ -71,11 +76,37 @@ class QuarantineEntry:
         return IntakeError(self.path, self.place, self.rule, self.reason)
 
 
+def _report_context(report_id: str) -> bytes:
+    return aad("reports", "data", report_id)
+
+
 class Store:
-    def __init__(self, url: str | None = None) -> None:
+    """The store. ``keyring``: the data keys; by default from ``TIPTRIAGE_DATA_KEY_FILE`` or ``TIPTRIAGE_DATA_KEY``, and without
+    one the store does not open (``DataKeyError``), before it touches the database."""
+
+    def __init__(self, url: str | None = None, keyring: Keyring | None = None, *, migrate_schema: bool = True) -> None:
+        """``migrate_schema=False`` for a role that may not change the schema (the service's row-level-security role): the owner
+        migrates and encrypts, this store only reads and writes rows."""
+        ring = keyring if keyring is not None else Keyring.from_env()
         self.url = database_url(url)
         self.engine = make_engine(self.url)
-        migrate(self.engine)
+        if migrate_schema:
+            migrate(self.engine)
+        with self.engine.connect() as conn:
+            rekeying = read_wrapped(conn, INDEX_NEXT_META_KEY) is not None
+        if rekeying:
+            self.engine.dispose()
+            raise DataKeyError("a re-keying of the index key was interrupted and keyed hashes are half changed: finish it first "
+                               "with `tiptriage keys rotate --new-key-file FILE --rekey-index` (FILE: the key it was started with)")
+        self.cipher = Cipher(ring, self.engine)
+        try:
+            _ = self.cipher.index_key  # opening the index key checks the data key against this database, here and now
+        except Exception:
+            self.engine.dispose()
+            raise
+        attach(self.engine, self.cipher)
+        if migrate_schema:
+            encrypt_existing(self.engine, self.cipher)
 
     @property
     def hashsets(self) -> HashSetRepository:
@@ -171,7 +202,8 @@ class Store:
             self._write_submissions(conn, [(s, "accepted", r["id"]) for s, r in keep] + [(s, "quarantined", s.report_id or None) for s, _ in refused], received_at)
             if keep:
                 now = datetime.now(UTC)
-                insert_rows(conn, reports, [{**r, "submission_digest": s.digest, "stored_at": now} for s, r in keep])
+                insert_rows(conn, reports, [{**r, "data": self.cipher.seal_text(r["data"], _report_context(r["id"])), "submission_digest": s.digest,
+                                             "stored_at": now} for s, r in keep])
             if refused:
                 now = datetime.now(UTC)
                 conn.execute(
@@ -198,13 +230,13 @@ class Store:
         doc_rows: list[dict[str, Any]] = []
         for sub, _, _ in rows:
             if sub.spill is not None:
-                sha, _size = blobs.put_file(conn, sub.spill)
+                sha, _size = blobs.put_file(conn, sub.spill, self.cipher)
                 doc_rows.append({"digest": sub.digest, "position": 0, "name": sub.spill.name, "sha256": sha})
                 continue
             for i, d in enumerate(sub.documents):
                 docs[d.sha256] = d.data
                 doc_rows.append({"digest": sub.digest, "position": i, "name": d.name, "sha256": d.sha256})
-        blobs.put_many(conn, docs)
+        blobs.put_many(conn, docs, self.cipher)
         insert_rows(
             conn,
             submissions,
@@ -227,10 +259,13 @@ class Store:
 
     # -- reports ------------------------------------------------------------------------------
 
+    def _report(self, report_id: str, sealed: str) -> Report:
+        return Report.model_validate_json(self.cipher.open_text(sealed, _report_context(report_id)))
+
     def get_report(self, report_id: str) -> Report | None:
         with self.engine.connect() as conn:
             data = conn.execute(sa.select(reports.c.data).where(reports.c.id == report_id)).scalar_one_or_none()
-        return Report.model_validate_json(data) if data is not None else None
+        return self._report(report_id, data) if data is not None else None
 
     def count_reports(self) -> int:
         with self.engine.connect() as conn:
@@ -238,9 +273,9 @@ class Store:
 
     def iter_reports(self, batch: int = 1000) -> Iterator[Report]:
         with self.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=batch).execute(sa.select(reports.c.data).order_by(reports.c.id))
-            for (data,) in result:
-                yield Report.model_validate_json(data)
+            result = conn.execution_options(stream_results=True, yield_per=batch).execute(sa.select(reports.c.id, reports.c.data).order_by(reports.c.id))
+            for rid, data in result:
+                yield self._report(rid, data)
 
     def report_ids(self) -> list[str]:
         with self.engine.connect() as conn:
@@ -258,7 +293,7 @@ class Store:
                 .where(submission_documents.c.digest == digest)
                 .order_by(submission_documents.c.position)
             ).all()
-            return [(name, blobs.get(conn, sha)) for name, sha in rows]
+            return [(name, blobs.get(conn, sha, self.cipher)) for name, sha in rows]
 
     def original_sizes(self, digest: str) -> list[tuple[str, int]]:
         with self.engine.connect() as conn:
@@ -304,9 +339,11 @@ class Store:
         with self.engine.begin() as conn:
             if conn.execute(sa.select(reports.c.id).where(reports.c.id == report.id)).first():
                 raise IntakeError(entry.path, "-", "report-id-unique", f"report {report.id!r} is already stored")
+            row = report_row(report)
             conn.execute(
                 reports.insert(),
-                {**report_row(report), "submission_digest": entry.digest, "stored_at": datetime.now(UTC)},
+                {**row, "data": self.cipher.seal_text(row["data"], _report_context(report.id)), "submission_digest": entry.digest,
+                 "stored_at": datetime.now(UTC)},
             )
             conn.execute(submissions.update().where(submissions.c.digest == entry.digest).values(status="accepted", report_id=report.id))
             conn.execute(quarantine.update().where(quarantine.c.id == entry.id).values(status="resolved", resolved_report_id=report.id))
@@ -322,5 +359,5 @@ class Store:
 
     def get_reports(self, report_ids: list[str]) -> list[Report]:
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(reports.c.data).where(reports.c.id.in_(report_ids)))
-            return [Report.model_validate_json(r[0]) for r in rows]
+            rows = conn.execute(sa.select(reports.c.id, reports.c.data).where(reports.c.id.in_(report_ids)))
+            return [self._report(r[0], r[1]) for r in rows]

@@ -11,6 +11,7 @@ This is defence in depth under the service layer's own checks, which stay.
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 
 import sqlalchemy as sa
 
@@ -84,3 +85,19 @@ def apply(engine: sa.Engine, app_role: str = "tiptriage_app") -> int:
 def scoped(conn: sa.Connection, agency_id: str) -> None:
     """Bind the rest of this transaction to one agency (the application role's connections)."""
     conn.execute(sa.text("SELECT set_config('tiptriage.agency', :a, true)"), {"a": agency_id})
+
+
+# The agency of the request being served. The service sets it once it knows who is calling; every transaction its engine
+# begins afterwards in that context is bound to the agency, so no query path can forget to scope itself.
+current_agency: ContextVar[str | None] = ContextVar("tiptriage_current_agency", default=None)
+
+
+def bind_to_request_agency(engine: sa.Engine) -> None:
+    """Make every transaction on ``engine`` start with ``SET LOCAL tiptriage.agency`` = ``current_agency`` (when set).
+    Only for the application role's engine on PostgreSQL; a transaction begun with no agency in context sees no case rows."""
+    if engine.dialect.name != "postgresql":
+        raise ValueError("row-level security needs PostgreSQL")
+
+    @sa.event.listens_for(engine, "begin")
+    def _bind(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("SELECT set_config('tiptriage.agency', %(a)s, true)", {"a": current_agency.get() or ""})

@@ -2,6 +2,9 @@
 
 Original bytes live in ``blobs`` (first chunk) and ``blob_chunks`` (the rest), keyed by their SHA-256, in the same transaction as the rows
 that point at them, so a crash never leaves a report without its bytes or bytes counted twice.
+
+Personal data is sealed (AES-256-GCM) or kept only as a keyed hash beside a sealed copy: see ``store.crypto`` for the scheme and
+``store.rotation.PROTECTED`` for the list of columns.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ blobs = sa.Table(
     sa.Column("sha256", sa.String(64), primary_key=True),
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("chunks", sa.Integer, nullable=False),
-    sa.Column("data", sa.LargeBinary, nullable=False),  # the first chunk; most documents have only this one
+    sa.Column("data", sa.LargeBinary, nullable=False),  # the first chunk, sealed (store.crypto); most documents have only this one
 )
 
 blob_chunks = sa.Table(
@@ -70,7 +73,7 @@ reports = sa.Table(
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("escalated", sa.Boolean, nullable=False),
     sa.Column("file_count", sa.Integer, nullable=False),
-    sa.Column("data", sa.Text, nullable=False),  # the canonical model as JSON
+    sa.Column("data", sa.Text, nullable=False),  # the canonical model as JSON, sealed (store.crypto)
     sa.Column("stored_at", sa.DateTime(timezone=True), nullable=False),
 )
 sa.Index("ix_reports_received_at", reports.c.received_at)
@@ -145,8 +148,9 @@ report_file_hashes = sa.Table(
     sa.Column("file_id", sa.Text, nullable=False),
     sa.Column("hash_type", sa.String(16), nullable=False),
     sa.Column("value", sa.Text, nullable=False),
-    sa.Column("account", sa.Text),  # service:identifier of the reported account, for flood protection
+    sa.Column("account", sa.Text),  # keyed hash of service:identifier of the reported account, for flood protection
     sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("account_enc", sa.Text),  # the account itself, sealed
 )
 sa.Index("ix_rfh_report", report_file_hashes.c.report_id)
 sa.Index("ix_rfh_value", report_file_hashes.c.hash_type, report_file_hashes.c.value)
@@ -200,7 +204,8 @@ report_accounts = sa.Table(
     "report_accounts",
     metadata,
     sa.Column("report_id", sa.String(128), sa.ForeignKey("reports.id"), primary_key=True),
-    sa.Column("account_key", sa.String(256), primary_key=True),
+    sa.Column("account_key", sa.String(256), primary_key=True),  # keyed hash (store.crypto)
+    sa.Column("account_enc", sa.Text),  # the account key itself, sealed
 )
 sa.Index("ix_report_accounts_account", report_accounts.c.account_key)
 
@@ -216,8 +221,9 @@ subjects = sa.Table(
 subject_accounts = sa.Table(
     "subject_accounts",
     metadata,
-    sa.Column("account_key", sa.String(256), primary_key=True),
+    sa.Column("account_key", sa.String(256), primary_key=True),  # keyed hash
     sa.Column("subject_id", sa.String(32), nullable=False),
+    sa.Column("account_enc", sa.Text),  # the account key itself, sealed
 )
 sa.Index("ix_subject_accounts_subject", subject_accounts.c.subject_id)
 
@@ -226,11 +232,13 @@ account_links = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("subject_id", sa.String(32), nullable=False),
-    sa.Column("a", sa.String(256), nullable=False),
+    sa.Column("a", sa.String(256), nullable=False),  # keyed hashes of the two account keys
     sa.Column("b", sa.String(256), nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),  # deterministic | probabilistic | confirmed
     sa.Column("probability", sa.Float, nullable=False),
-    sa.Column("evidence", sa.Text, nullable=False),  # JSON list of strings
+    sa.Column("evidence", sa.Text, nullable=False),  # JSON list of strings, sealed: it quotes identifiers
+    sa.Column("a_enc", sa.Text),  # the account keys themselves, sealed
+    sa.Column("b_enc", sa.Text),
 )
 sa.Index("ix_account_links_subject", account_links.c.subject_id)
 
@@ -239,11 +247,13 @@ link_decisions = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("kind", sa.String(16), nullable=False),  # confirm | split
-    sa.Column("a", sa.String(256), nullable=False),
+    sa.Column("a", sa.String(256), nullable=False),  # keyed hashes of the account keys
     sa.Column("b", sa.String(256)),
-    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),  # sealed: an analyst's free text
     sa.Column("decided_by", sa.String(128), nullable=False),
     sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("a_enc", sa.Text),  # the account keys themselves, sealed
+    sa.Column("b_enc", sa.Text),
 )
 
 bundles = sa.Table(
@@ -276,7 +286,7 @@ report_locations = sa.Table(
     sa.Column("city", sa.Text),
     sa.Column("confidence", sa.Float, nullable=False),
     sa.Column("needs_review", sa.Boolean, nullable=False),
-    sa.Column("estimate", sa.Text, nullable=False),  # the LocationEstimate as JSON, with its evidence
+    sa.Column("estimate", sa.Text, nullable=False),  # the LocationEstimate as JSON with its evidence (addresses, phones), sealed
 )
 
 # -- assessment and agency records (migration 0004) --------------------------------------------------
@@ -286,10 +296,11 @@ agency_records = sa.Table(
     metadata,
     sa.Column("record_id", sa.String(128), primary_key=True),
     sa.Column("agency", sa.Text),
-    sa.Column("key", sa.String(320), nullable=False),  # a normalised identifier: email:..., phone:..., username:..., account:...
+    sa.Column("key", sa.String(320), nullable=False),  # keyed hash of a normalised identifier: email:..., phone:..., username:..., account:...
     sa.Column("access_to_children", sa.Boolean, nullable=False),
     sa.Column("prior_contact_offence", sa.Boolean, nullable=False),
     sa.Column("imported_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("key_enc", sa.Text),  # the identifier itself, sealed
 )
 sa.Index("ix_agency_records_key", agency_records.c.key)
 
@@ -304,6 +315,7 @@ assessments = sa.Table(
     sa.Column("fired", sa.Text, nullable=False),  # JSON: the rules that fired with their evidence
     sa.Column("indicators", sa.Text, nullable=False),  # JSON: every indicator with its evidence
     sa.Column("assessed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("policy_agency", sa.String(64)),  # whose policy produced it (agency_policies); NULL: the default policy (migration 0009)
 )
 sa.Index("ix_assessments_queue", assessments.c.tier, assessments.c.score)
 
@@ -314,7 +326,7 @@ report_routes = sa.Table(
     metadata,
     sa.Column("report_id", sa.String(128), sa.ForeignKey("reports.id"), primary_key=True),
     sa.Column("agency_id", sa.String(64), nullable=False),
-    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),  # sealed: it names the phones and addresses the place came from
     sa.Column("confidence", sa.Float, nullable=False),
     sa.Column("alternatives", sa.Text, nullable=False),  # JSON list of agency ids
     sa.Column("status", sa.String(16), nullable=False),  # routed | accepted | declined | transferred
@@ -330,7 +342,7 @@ route_events = sa.Table(
     sa.Column("agency_id", sa.String(64), nullable=False),
     sa.Column("action", sa.String(16), nullable=False),  # route | accept | decline | transfer
     sa.Column("to_agency_id", sa.String(64)),
-    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),  # sealed
     sa.Column("by", sa.String(128), nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
 )
@@ -345,7 +357,7 @@ cases = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),  # new | assigned | in_progress | legal_process | closed
     sa.Column("assignee", sa.String(128)),
     sa.Column("outcome", sa.String(32)),
-    sa.Column("outcome_reason", sa.Text),
+    sa.Column("outcome_reason", sa.Text),  # sealed: free text
     sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("due_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -361,7 +373,7 @@ case_events = sa.Table(
     sa.Column("to_state", sa.String(16), nullable=False),
     sa.Column("by", sa.String(128), nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("note", sa.Text),
+    sa.Column("note", sa.Text),  # sealed: free text
 )
 sa.Index("ix_case_events_case", case_events.c.case_id)
 
@@ -377,3 +389,85 @@ deconfliction_notices = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 sa.Index("ix_deconfliction_agency", deconfliction_notices.c.agency_id)
+
+# -- per-agency policies, stored report indicators, assessment history (migration 0009) ----------------
+
+agency_policies = sa.Table(
+    "agency_policies",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),  # the newest row of an agency is its current policy
+    sa.Column("agency_id", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(8), nullable=False),  # set | reset (back to the default policy)
+    sa.Column("policy_name", sa.Text),
+    sa.Column("policy_number", sa.Integer),  # the version number written in the policy
+    sa.Column("version", sa.String(32)),  # the content hash (assess.policy.policy_fingerprint)
+    sa.Column("text", sa.Text),  # the policy as given, comments included
+    sa.Column("set_by", sa.String(128), nullable=False),
+    sa.Column("set_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("note", sa.Text),
+)
+sa.Index("ix_agency_policies_agency", agency_policies.c.agency_id, agency_policies.c.id)
+
+# What a report alone says (assess.indicators.report_facts), derived once, so re-assessment reads columns instead of the
+# report JSON. One column per static indicator, for loading as vectors; ``static_json`` holds the same indicators with their
+# evidence, as the assessment's JSON writes them.
+report_indicators = sa.Table(
+    "report_indicators",
+    metadata,
+    sa.Column("report_id", sa.String(128), sa.ForeignKey("reports.id"), primary_key=True),
+    sa.Column("facts_version", sa.String(32), nullable=False),  # derived again when it differs from the extractor's
+    sa.Column("escalated", sa.Boolean, nullable=False),
+    sa.Column("sextortion", sa.Boolean, nullable=False),
+    sa.Column("csam_solicitation", sa.Boolean, nullable=False),
+    sa.Column("minor_to_minor", sa.Boolean, nullable=False),
+    sa.Column("sadistic_online_exploitation", sa.Boolean, nullable=False),
+    sa.Column("informational", sa.Boolean, nullable=False),
+    sa.Column("spam", sa.Boolean, nullable=False),
+    sa.Column("incident_type", sa.Text, nullable=False),
+    sa.Column("enticement", sa.Boolean, nullable=False),
+    sa.Column("planned_meeting", sa.Boolean, nullable=False),
+    sa.Column("victim_age_min", sa.Integer),  # NULL: no victim or recipient age under 18
+    sa.Column("victim_band", sa.String(16), nullable=False),
+    sa.Column("industry_a1", sa.Boolean, nullable=False),
+    sa.Column("industry_prepubescent", sa.Boolean, nullable=False),
+    sa.Column("file_infant", sa.Boolean, nullable=False),
+    sa.Column("file_physical_harm", sa.Boolean, nullable=False),
+    sa.Column("file_live_streaming", sa.Boolean, nullable=False),
+    sa.Column("file_self_production", sa.Boolean, nullable=False),
+    sa.Column("file_generative_ai", sa.Boolean, nullable=False),
+    sa.Column("file_anime", sa.Boolean, nullable=False),
+    sa.Column("file_meme_or_viral", sa.Boolean, nullable=False),
+    sa.Column("image_equivalents", sa.Integer, nullable=False),
+    sa.Column("offence_distribution", sa.Boolean, nullable=False),
+    sa.Column("offence_viewing", sa.Boolean, nullable=False),
+    sa.Column("file_count", sa.Integer, nullable=False),
+    sa.Column("incident_us", sa.BigInteger, nullable=False),  # microseconds since 1970-01-01 UTC
+    sa.Column("incident_iso", sa.String(64), nullable=False),  # as the report gives it, for evidence
+    sa.Column("upload_candidates", sa.Text, nullable=False),  # JSON list of file ids
+    sa.Column("prior_reports", sa.Text, nullable=False),  # JSON list of report ids
+    sa.Column("record_keys", sa.Text, nullable=False),  # JSON list of keyed hashes (store.crypto) of the reported people's identifiers
+    sa.Column("static_json", sa.Text, nullable=False),
+    sa.Column("extracted_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# An assessment replaced by a different one: what it was, what changed, and why it was assessed again.
+assessment_history = sa.Table(
+    "assessment_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("report_id", sa.String(128), sa.ForeignKey("reports.id"), nullable=False),
+    sa.Column("tier", sa.Integer, nullable=False),
+    sa.Column("score", sa.Integer, nullable=False),
+    sa.Column("policy_name", sa.Text, nullable=False),
+    sa.Column("policy_version", sa.String(32), nullable=False),
+    sa.Column("policy_agency", sa.String(64)),
+    sa.Column("fired", sa.Text, nullable=False),  # JSON, as it was
+    sa.Column("assessed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("new_tier", sa.Integer, nullable=False),
+    sa.Column("new_score", sa.Integer, nullable=False),
+    sa.Column("new_policy_version", sa.String(32), nullable=False),
+    sa.Column("change", sa.Text, nullable=False),  # JSON: rules no longer / newly firing, tier and score before and after
+    sa.Column("trigger", sa.Text, nullable=False),
+    sa.Column("replaced_at", sa.DateTime(timezone=True), nullable=False),
+)
+sa.Index("ix_assessment_history_report", assessment_history.c.report_id, assessment_history.c.id)

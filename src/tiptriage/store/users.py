@@ -4,7 +4,7 @@ Three tables on the shared ``metadata`` (an Alembic migration creates them; test
 tables=USER_TABLES)``, a no-op once migrated):
 
 * ``users``: one row per account, in exactly one agency, with one role. The password is stored only as an argon2id hash; the
-  TOTP secret is stored as base32 text (it must be encrypted at rest: not done yet, see ``tiptriage.server.auth``). Failed
+  TOTP secret is stored sealed with the data key (``store.crypto``), bound to the username. Failed
   logins are kept as a JSON list of the times of the consecutive failures still inside the lockout window.
 * ``sessions``: the id is the SHA-256 (hex) of the session token; the token itself is never stored, so a copy of the database
   cannot be replayed as a login. The CSRF token is likewise stored only as its SHA-256.
@@ -24,6 +24,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
+from tiptriage.store.crypto import Cipher, aad, cipher_of
 from tiptriage.store.schema import assessments, metadata, reports
 from tiptriage.store.times import aware as _aware
 
@@ -51,7 +52,7 @@ users = sa.Table(
     sa.Column("agency_id", sa.String(64), nullable=False),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("password_hash", sa.Text, nullable=False),  # argon2id, PHC string format
-    sa.Column("totp_secret", sa.String(64), nullable=False),  # base32; to be encrypted at rest
+    sa.Column("totp_secret", sa.Text, nullable=False),  # base32, sealed (store.crypto)
     sa.Column("last_totp_step", sa.BigInteger),  # the last TOTP time step accepted: a code is good once
     sa.Column("disabled", sa.Boolean, nullable=False, default=False),
     sa.Column("disabled_reason", sa.String(64)),  # inactive | administrator | ...
@@ -136,14 +137,18 @@ class Session:
     source_address: str | None
 
 
-def _user(row: sa.RowMapping) -> User:
+def totp_context(username: str) -> bytes:
+    return aad("users", "totp_secret", username)
+
+
+def _user(row: sa.RowMapping, cipher: Cipher) -> User:
     return User(
         id=row["id"],
         username=row["username"],
         agency_id=row["agency_id"],
         role=Role(row["role"]),
         password_hash=row["password_hash"],
-        totp_secret=row["totp_secret"],
+        totp_secret=cipher.open_text(row["totp_secret"], totp_context(row["username"])),
         last_totp_step=row["last_totp_step"],
         disabled=bool(row["disabled"]),
         disabled_reason=row["disabled_reason"],
@@ -179,6 +184,7 @@ class UserRepository:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self.cipher = cipher_of(engine)
 
     # -- accounts ----------------------------------------------------------------------------------
 
@@ -187,7 +193,7 @@ class UserRepository:
             new_id = conn.execute(
                 users.insert().values(
                     username=username, agency_id=agency_id, role=Role(role).value, password_hash=password_hash,
-                    totp_secret=totp_secret, disabled=False, failed_logins="[]", last_activity_at=now, password_changed_at=now, created_at=now,
+                    totp_secret=self.cipher.seal_text(totp_secret, totp_context(username)), disabled=False, failed_logins="[]", last_activity_at=now, password_changed_at=now, created_at=now,
                 ).returning(users.c.id)
             ).scalar_one()
         user = self.get(int(new_id))
@@ -197,17 +203,17 @@ class UserRepository:
     def get(self, user_id: int) -> User | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(users).where(users.c.id == user_id)).mappings().one_or_none()
-        return _user(row) if row is not None else None
+        return _user(row, self.cipher) if row is not None else None
 
     def by_username(self, username: str) -> User | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(users).where(users.c.username == username)).mappings().one_or_none()
-        return _user(row) if row is not None else None
+        return _user(row, self.cipher) if row is not None else None
 
     def in_agency(self, agency_id: str) -> list[User]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(users).where(users.c.agency_id == agency_id).order_by(users.c.username)).mappings()
-            return [_user(r) for r in rows]
+            return [_user(r, self.cipher) for r in rows]
 
     @staticmethod
     def _lock_row(conn: sa.Connection, user_id: int) -> sa.RowMapping | None:
@@ -275,7 +281,7 @@ class UserRepository:
         """Enabled accounts whose last login (or creation, or re-enabling) is before ``cutoff``."""
         with self.engine.connect() as conn:
             q = sa.select(users).where(users.c.disabled.is_(False), users.c.last_activity_at < cutoff).order_by(users.c.id)
-            return [_user(r) for r in conn.execute(q).mappings()]
+            return [_user(r, self.cipher) for r in conn.execute(q).mappings()]
 
     # -- sessions ----------------------------------------------------------------------------------
 

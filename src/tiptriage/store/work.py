@@ -1,4 +1,8 @@
-"""Routes, cases, their events, and deconfliction notices."""
+"""Routes, cases, their events, and deconfliction notices.
+
+Free text and what quotes identifiers are sealed (``store.crypto``): route reasons (they name the phones and addresses a place
+came from), outcome reasons and case-event notes. The methods take and return them in clear.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import sqlalchemy as sa
 from tiptriage.audit.chain import AuditEvent
 from tiptriage.store.audit import AuditRepository
 from tiptriage.store.bulk import insert_rows
+from tiptriage.store.crypto import aad, cipher_of
 from tiptriage.store.schema import (
     assessments,
     case_events,
@@ -39,6 +44,16 @@ def case_id(report_id: str) -> str:
 class WorkRepository:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self.cipher = cipher_of(engine)
+
+    def _seal(self, table: str, column: str, key: str, text: str | None) -> str | None:
+        return self.cipher.seal_opt(text, aad(table, column, key))
+
+    def _open(self, table: str, column: str, key: str, sealed: str | None) -> str | None:
+        return self.cipher.open_opt(sealed, aad(table, column, key))
+
+    def _open_case(self, r: Any) -> dict[str, Any]:
+        return {**dict(r), "outcome_reason": self._open("cases", "outcome_reason", r["id"], r["outcome_reason"])}
 
     def unrouted(self, limit: int) -> list[dict[str, Any]]:
         """Assessed reports with a location estimate and no route yet."""
@@ -51,15 +66,18 @@ class WorkRepository:
                 .order_by(assessments.c.report_id)
                 .limit(limit)
             )
-            return [dict(r) for r in conn.execute(q).mappings()]
+            return [{**dict(r), "estimate": self._open("report_locations", "estimate", r["report_id"], r["estimate"])}
+                    for r in conn.execute(q).mappings()]
 
     def open_routed(self, rows: list[dict[str, Any]], by: str, now: datetime) -> None:
         """Store routes and open a case for each (state new, SLA clock from ``now``), in one transaction."""
         with self.engine.begin() as conn:
-            insert_rows(conn, report_routes, [{k: r[k] for k in ("report_id", "agency_id", "reason", "confidence")}
-                                              | {"alternatives": json.dumps(r["alternatives"]), "status": "routed", "routed_at": now} for r in rows])
+            insert_rows(conn, report_routes, [{k: r[k] for k in ("report_id", "agency_id", "confidence")}
+                                              | {"reason": self._seal("report_routes", "reason", r["report_id"], r["reason"]),
+                                                 "alternatives": json.dumps(r["alternatives"]), "status": "routed", "routed_at": now} for r in rows])
             insert_rows(conn, route_events, [{"report_id": r["report_id"], "agency_id": r["agency_id"], "action": "route", "to_agency_id": None,
-                                              "reason": r["reason"], "by": by, "at": now} for r in rows])
+                                              "reason": self._seal("route_events", "reason", r["report_id"], r["reason"]), "by": by, "at": now}
+                                             for r in rows])
             # what the service lets each agency see follows the route
             insert_rows(conn, report_agency, [{"report_id": r["report_id"], "agency_id": r["agency_id"], "via": "routed", "assigned_at": now} for r in rows])
             insert_rows(conn, cases, [{"id": case_id(r["report_id"]), "report_id": r["report_id"], "agency_id": r["agency_id"], "state": "new",
@@ -71,14 +89,19 @@ class WorkRepository:
             r = conn.execute(sa.select(cases).where(sa.or_(cases.c.id == cid, cases.c.report_id == cid))).mappings().one_or_none()
             if r is None:
                 return None
-            events = [dict(e) for e in conn.execute(sa.select(case_events).where(case_events.c.case_id == r["id"]).order_by(case_events.c.id)).mappings()]
-            return {**dict(r), "due_at": _aware(r["due_at"]), "events": events}
+            events = [{**dict(e), "note": self._open("case_events", "note", e["case_id"], e["note"])}
+                      for e in conn.execute(sa.select(case_events).where(case_events.c.case_id == r["id"]).order_by(case_events.c.id)).mappings()]
+            return {**self._open_case(r), "due_at": _aware(r["due_at"]), "events": events}
 
     def update_case(self, cid: str, expected_state: str, values: dict[str, Any], event: dict[str, Any],
                     audit: tuple[AuditRepository, AuditEvent] | None = None) -> None:
         """Move a case only if it is still in the state the caller saw (no lost updates). The audit entry, when given, is
         written in the same transaction, so a change never commits without its entry."""
         now = datetime.now(UTC)
+        if "outcome_reason" in values:
+            values = {**values, "outcome_reason": self._seal("cases", "outcome_reason", cid, values["outcome_reason"])}
+        if "note" in event:
+            event = {**event, "note": self._seal("case_events", "note", cid, event["note"])}
         with self.engine.begin() as conn:
             res = conn.execute(cases.update().where(cases.c.id == cid, cases.c.state == expected_state).values(**values, updated_at=now))
             if res.rowcount != 1:
@@ -92,7 +115,7 @@ class WorkRepository:
         with self.engine.begin() as conn:
             current = conn.execute(sa.select(report_routes).where(report_routes.c.report_id == report_id)).mappings().one()
             conn.execute(route_events.insert().values(report_id=report_id, agency_id=current["agency_id"], action=action, to_agency_id=to_agency,
-                                                      reason=reason, by=by, at=now))
+                                                      reason=self._seal("route_events", "reason", report_id, reason), by=by, at=now))
             status = {"accept": "accepted", "decline": "declined", "transfer": "routed"}[action]
             values: dict[str, Any] = {"status": status}
             if action in ("decline", "transfer"):
@@ -109,8 +132,10 @@ class WorkRepository:
             r = conn.execute(sa.select(report_routes).where(report_routes.c.report_id == report_id)).mappings().one_or_none()
             if r is None:
                 return None
-            events = [dict(e) for e in conn.execute(sa.select(route_events).where(route_events.c.report_id == report_id).order_by(route_events.c.id)).mappings()]
-            return {**dict(r), "alternatives": json.loads(r["alternatives"]), "events": events}
+            events = [{**dict(e), "reason": self._open("route_events", "reason", report_id, e["reason"])}
+                      for e in conn.execute(sa.select(route_events).where(route_events.c.report_id == report_id).order_by(route_events.c.id)).mappings()]
+            return {**dict(r), "reason": self._open("report_routes", "reason", report_id, r["reason"]), "alternatives": json.loads(r["alternatives"]),
+                    "events": events}
 
     def agency_queue(self, agency_id: str | None, limit: int | None = None, include_closed: bool = False) -> list[dict[str, Any]]:
         """An agency's cases, most urgent first (tier, score, oldest), with the SLA clock."""
@@ -126,7 +151,7 @@ class WorkRepository:
                 q = q.where(cases.c.state != "closed")
             if limit is not None:
                 q = q.limit(limit)
-            return [{**dict(r), "due_at": _aware(r["due_at"]), "reasons": [f["reason"] for f in json.loads(r["fired"])]}
+            return [{**self._open_case(r), "due_at": _aware(r["due_at"]), "reasons": [f["reason"] for f in json.loads(r["fired"])]}
                     for r in conn.execute(q).mappings()]
 
     def agency_summary(self) -> list[dict[str, Any]]:

@@ -1,0 +1,337 @@
+"""Benchmark: the service under load on loopback, with N synthetic reports in PostgreSQL.
+
+One run:
+- N synthetic ESP-XML reports (cached in bench/work/, shared with the ingest benchmark) ingested into a fresh PostgreSQL
+  database of its own (created and dropped on the server at 127.0.0.1:5432, or TIPTRIAGE_TEST_POSTGRES_URL), then triaged
+  by the pipeline (enrich, match, link, assess, route), each stage timed;
+- one agency given every report (``report_agency``, one INSERT ... SELECT), and one analyst account of that agency per
+  client, each logged in over HTTP (password + TOTP, banner accepted);
+- the service as a user would start it, ``uvicorn --factory tiptriage.server.app:app_from_env`` in a subprocess on
+  127.0.0.1 with a few worker processes; plain HTTP on loopback (TLS would sit in front; the session cookie is sent
+  as a header since an HTTP client keeps Secure cookies for https only);
+- C concurrent clients (asyncio + httpx, in this process: a different process from the server's) for S seconds,
+  each request at random half GET /api/queue?limit=50&offset=<random> and half GET /api/reports/<random id>, after a
+  short warm-up that is not counted; latency percentiles per endpoint, requests/s, and every error (non-200 or
+  exception) counted;
+- a profile of one request's parts, measured in this process without concurrency: the queue's SQL (count and page),
+  reading and decrypting one report, the agency check, and one audit append (every read writes a hash-chained audit
+  entry, serialised by a row lock on the chain head: by design, so it is measured, never switched off).
+
+Client and server share the machine's cores (2 on the reference machine, shared with whatever else runs): the numbers
+include the client's own CPU time. Sizes: BENCH_SERVER_N reports (100,000), BENCH_SERVER_CLIENTS (50),
+BENCH_SERVER_SECONDS (30), BENCH_SERVER_WORKERS (uvicorn workers, 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import platform
+import random
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from contextlib import suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pyotp
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "bench" / "work"
+AGENCY = "bench-agency"
+PASSWORD = "bench-harbour-lantern-4821"
+PAGE = 50
+KEY_ENV = "TIPTRIAGE_DATA_KEY"
+KEY_FILE_ENV = "TIPTRIAGE_DATA_KEY_FILE"
+TARGET = {"p99_ms": 100, "errors": 0}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+def _percentiles(latencies: list[float]) -> dict[str, Any]:
+    if not latencies:
+        return {"requests": 0}
+    a = np.asarray(latencies)
+    return {"requests": len(latencies), "p50_ms": _ms(float(np.percentile(a, 50))), "p95_ms": _ms(float(np.percentile(a, 95))),
+            "p99_ms": _ms(float(np.percentile(a, 99))), "max_ms": _ms(float(a.max())), "mean_ms": _ms(float(a.mean()))}
+
+
+def _data(n: int) -> Path:
+    """The N synthetic submissions, generated once (seed 1, as the ingest benchmark's) and kept in bench/work/."""
+    from tiptriage import synth
+
+    data_dir = WORK / f"ingest-{n}"
+    if not (data_dir / "truth.json").exists():
+        print(f"generating {n} synthetic submissions in {data_dir} (cached for later runs)", file=sys.stderr)
+        synth.write(synth.generate(n, seed=1), data_dir, "xml")
+    return data_dir / "submissions"
+
+
+def _populate(url: str, subs: Path, n: int, users: int) -> tuple[dict[str, Any], list[str], dict[str, str]]:
+    """Ingest and triage into ``url``; give AGENCY every report; enroll one analyst per client. Returns the timings, the
+    report ids, and each username's TOTP secret."""
+    from tiptriage import pipeline
+    from tiptriage.server.auth import Authenticator
+    from tiptriage.store import Store
+    from tiptriage.store.schema import reports
+    from tiptriage.store.users import Role, report_agency
+
+    timings: dict[str, Any] = {}
+    store = Store(url)
+    try:
+        t = time.perf_counter()
+        ingested = pipeline.ingest(store, [subs], workers=min(4, os.cpu_count() or 1))
+        timings["ingest_s"] = round(time.perf_counter() - t, 1)
+        timings["accepted"] = ingested.accepted
+        print(f"ingest: {ingested.accepted} reports in {timings['ingest_s']} s", file=sys.stderr)
+        t = time.perf_counter()
+        triaged = pipeline.triage(store)
+        timings["triage_s"] = round(time.perf_counter() - t, 1)
+        timings["assessed"] = triaged.assessed
+        timings["by_tier"] = triaged.by_tier
+        print(f"triage: {triaged.assessed} assessed in {timings['triage_s']} s", file=sys.stderr)
+        t = time.perf_counter()
+        now = datetime.now(UTC)
+        with store.engine.begin() as conn:
+            conn.execute(report_agency.delete().where(report_agency.c.agency_id == AGENCY))
+            conn.execute(report_agency.insert().from_select(
+                ["report_id", "agency_id", "via", "assigned_at"],
+                sa.select(reports.c.id, sa.literal(AGENCY), sa.literal("routed"), sa.literal(now, sa.DateTime(timezone=True)))))
+            conn.execute(sa.text("ANALYZE"))
+        timings["report_agency_s"] = round(time.perf_counter() - t, 1)
+        ids = store.report_ids()
+        auth = Authenticator(store)
+        t = time.perf_counter()
+        totp = {f"bench-analyst-{i:03d}": auth.enroll(f"bench-analyst-{i:03d}", AGENCY, Role.ANALYST, PASSWORD, by="bench").totp_secret
+                for i in range(users)}
+        timings["enroll_s"] = round(time.perf_counter() - t, 1)
+    finally:
+        store.dispose()
+    assert len(ids) >= n * 0.99, f"only {len(ids)} of {n} reports stored"
+    return timings, ids, totp
+
+
+def _start_server(env: dict[str, str], port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "tiptriage.server.app:app_from_env", "--host", "127.0.0.1", "--port",
+           str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        with suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/api/banner", timeout=2).status_code == 200:
+                return proc
+        time.sleep(0.5)
+    proc.terminate()
+    raise RuntimeError(f"the server did not answer within 120 s:\n{log.read_text()[-3000:]}")
+
+
+def _stop_server(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()  # uvicorn's supervisor stops its workers on SIGTERM
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _login(base: str, totp: dict[str, str]) -> list[tuple[str, str]]:
+    """One session per account: (session cookie header value, CSRF token)."""
+    from tiptriage.server.auth import SESSION_COOKIE
+
+    sessions = []
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for username, secret in totp.items():
+            r = client.post("/api/login", json={"username": username, "password": PASSWORD, "totp": pyotp.TOTP(secret).now(),
+                                                "banner_accepted": True})
+            if r.status_code != 200:
+                raise RuntimeError(f"login of {username} failed: {r.status_code} {r.text[:500]}")
+            token = r.cookies.get(SESSION_COOKIE)
+            if not token:
+                raise RuntimeError(f"no session cookie for {username}: {r.headers.get_list('set-cookie')}")
+            sessions.append((f"{SESSION_COOKIE}={token}", str(r.json()["csrf_token"])))
+            client.cookies.clear()
+    return sessions
+
+
+async def _load(base: str, sessions: list[tuple[str, str]], ids: list[str], total: int, seconds: float, warmup: float,
+                seed: int = 7) -> dict[str, Any]:
+    latencies: dict[str, list[float]] = {"queue": [], "report": []}
+    errors: Counter[str] = Counter()
+    statuses: Counter[str] = Counter()
+    rng = random.Random(seed)
+    max_offset = max(0, total - PAGE)
+    limits = httpx.Limits(max_connections=len(sessions), max_keepalive_connections=len(sessions))
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+        start = time.perf_counter()
+        measure_from, stop = start + warmup, start + warmup + seconds
+
+        async def one_client(cookie: str) -> None:
+            headers = {"Cookie": cookie}
+            while (now := time.perf_counter()) < stop:
+                if rng.random() < 0.5:
+                    kind, path = "queue", f"/api/queue?limit={PAGE}&offset={rng.randint(0, max_offset)}"
+                else:
+                    kind, path = "report", f"/api/reports/{rng.choice(ids)}"
+                t = time.perf_counter()
+                try:
+                    r = await client.get(path, headers=headers)
+                    status = str(r.status_code)
+                except httpx.HTTPError as exc:
+                    status = type(exc).__name__
+                elapsed = time.perf_counter() - t
+                if now < measure_from or t >= stop:
+                    continue  # warm-up, or sent after the end
+                statuses[f"{kind} {status}"] += 1
+                if status == "200":
+                    latencies[kind].append(elapsed)
+                else:
+                    errors[f"{kind} {status}"] += 1
+
+        await asyncio.gather(*(one_client(cookie) for cookie, _ in sessions))
+        wall = time.perf_counter() - measure_from
+    done = sum(len(v) for v in latencies.values()) + sum(errors.values())
+    return {"seconds": round(wall, 2), "requests": done, "requests_per_s": round(done / wall, 1),
+            "errors": sum(errors.values()), "errors_by_kind": dict(errors), "statuses": dict(statuses),
+            "queue": _percentiles(latencies["queue"]), "report": _percentiles(latencies["report"]),
+            "all": _percentiles(latencies["queue"] + latencies["report"])}
+
+
+def _profile(url: str, ids: list[str], total: int, token: str, repeat: int = 200, seed: int = 11) -> dict[str, Any]:
+    """The parts of one request, each timed alone in this process with the server idle: median and p95 in ms. ``token``: a
+    live session (the session check reads the session and the account and records the activity)."""
+    from tiptriage.server.auth import Authenticator
+    from tiptriage.store import Store
+    from tiptriage.store.users import ReportAccessRepository
+
+    rng = random.Random(seed)
+    store = Store(url)
+    access = ReportAccessRepository(store.engine)
+    auth = Authenticator(store)
+
+    def timed(fn: Any) -> dict[str, float]:
+        samples = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - t)
+        return {"p50_ms": _ms(statistics.median(samples)), "p95_ms": _ms(float(np.percentile(samples, 95)))}
+
+    def commit_probe() -> None:  # one small durable write: the floor under every transaction that writes
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO bench_commit_probe VALUES (1)"))
+
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE IF NOT EXISTS bench_commit_probe (x integer)"))
+        parts: dict[str, Any] = {
+            "insert_and_commit": timed(commit_probe),
+            "queue_page_and_count": timed(lambda: access.queue(AGENCY, PAGE, rng.randint(0, max(0, total - PAGE)))),
+            "queue_first_page": timed(lambda: access.queue(AGENCY, PAGE, 0)),
+            "agency_check": timed(lambda: access.via(rng.choice(ids), AGENCY)),
+            "get_report_decrypted": timed(lambda: store.get_report(rng.choice(ids))),
+            "audit_append": timed(lambda: store.audit.append("bench-profile", "read", object_type="report", object_id=rng.choice(ids),
+                                                             agency=AGENCY, source_address="127.0.0.1", detail={"via": "routed"})),
+            "session_check": timed(lambda: auth.authenticate(token, method="GET", csrf_token=None, source="127.0.0.1", path="/api/queue")),
+        }
+    finally:
+        store.dispose()
+    # every audited read appends under one lock on the chain head, held until its commit: one append at a time
+    parts["audit_serial_ceiling_req_per_s"] = round(1000 / parts["audit_append"]["p50_ms"], 1)
+    return parts
+
+
+def _audit_entries(url: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT count(*) FROM audit_log")).scalar_one())
+    except sa.exc.SQLAlchemyError:
+        return -1
+    finally:
+        engine.dispose()
+
+
+def main(n: int = 100_000) -> dict[str, Any]:
+    clients = int(os.environ.get("BENCH_SERVER_CLIENTS", 50))
+    seconds = float(os.environ.get("BENCH_SERVER_SECONDS", 30))
+    workers = int(os.environ.get("BENCH_SERVER_WORKERS", 2))
+    warmup = 3.0
+    if not os.environ.get(KEY_ENV) and not os.environ.get(KEY_FILE_ENV):
+        os.environ[KEY_ENV] = base64.b64encode(secrets.token_bytes(32)).decode()  # this run's data key; the database is dropped after
+    results: dict[str, Any] = {
+        "benchmark": "server_load", "reports": n, "clients": clients, "seconds": seconds, "server_workers": workers,
+        "endpoints": {"queue": f"GET /api/queue?limit={PAGE}&offset=<random>", "report": "GET /api/reports/<random id>"},
+        "mix": "half and half, at random", "transport": "HTTP/1.1 keep-alive on loopback, no TLS", "target": TARGET,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average_at_start": os.getloadavg()},
+    }
+    subs = _data(n)
+    pg_admin = os.environ.get("TIPTRIAGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    db_name = f"tiptriage_load_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(pg_admin, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{db_name}"'))
+    url = sa.engine.make_url(pg_admin).set(database=db_name).render_as_string(hide_password=False)
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="tiptriage-load-") as tmp:
+            os.environ["TIPTRIAGE_INDEX_DIR"] = tmp  # the triage's saved hash indexes: not in the home folder
+            timings, ids, totp = _populate(url, subs, n, clients)
+            results["populate"] = timings
+            env = {**os.environ, "TIPTRIAGE_DATABASE_URL": url}
+            env.pop("TIPTRIAGE_APP_DATABASE_URL", None)
+            port = _free_port()
+            base = f"http://127.0.0.1:{port}"
+            proc = _start_server(env, port, workers, Path(tmp) / "server.log")
+            sessions = _login(base, totp)
+            first = httpx.get(f"{base}/api/queue?limit=1", headers={"Cookie": sessions[0][0]}, timeout=60)
+            first.raise_for_status()
+            total = int(first.json()["total"])
+            results["queue_total"] = total
+            audit_before = _audit_entries(url)
+            print(f"load: {clients} clients for {seconds} s against {base}", file=sys.stderr)
+            results["load"] = asyncio.run(_load(base, sessions, ids, total, seconds, warmup))
+            audit_after = _audit_entries(url)
+            results["load"]["audit_entries_written"] = audit_after - audit_before
+            results["load"]["load_average_after"] = os.getloadavg()
+            _stop_server(proc)
+            proc = None
+            results["profile_one_request_parts"] = _profile(url, ids, total, sessions[0][0].split("=", 1)[1])
+    finally:
+        if proc is not None:
+            _stop_server(proc)
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
+        admin.dispose()
+    load = results["load"]
+    results["met_target"] = {"p99_under_100_ms": all(load[k].get("p99_ms", 1e9) < TARGET["p99_ms"] for k in ("queue", "report")),
+                             "zero_errors": load["errors"] == 0}
+    return results
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000), indent=2))

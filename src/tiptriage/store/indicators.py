@@ -1,0 +1,339 @@
+"""Re-assessment in bulk: stored report indicators, every report's context in a few queries, and writes that keep history.
+
+``report_indicators`` holds what a report alone says (``assess.indicators.report_facts``): one column per static
+indicator, read back as vectors, and the same indicators with their evidence as the JSON an assessment writes. The rest
+of an assessment's inputs (matches, subjects, bundles, places, records, deconfliction, routes) is read here for a whole
+batch at once, in a fixed order, so the evidence lists come out the same on every backend and on every run.
+
+An assessment is replaced only when it differs from the stored one; when what an investigator sees changes (tier, score,
+policy, or the fired rules and their evidence) the previous assessment goes to ``assessment_history`` with the change and
+the reason it was assessed again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from numpy.typing import NDArray
+
+from tiptriage.assess.indicators import FACTS_VERSION, STATIC_INDICATORS, Context, ReportFacts, StaticIndicators
+from tiptriage.store.bulk import insert_rows
+from tiptriage.store.crypto import Cipher, cipher_of
+from tiptriage.store.schema import (
+    agency_records,
+    assessment_history,
+    assessments,
+    bundle_reports,
+    bundles,
+    deconfliction_notices,
+    file_matches,
+    report_accounts,
+    report_hash_summary,
+    report_indicators,
+    report_locations,
+    report_routes,
+    reports,
+    subject_accounts,
+)
+from tiptriage.store.times import aware
+
+CHUNK = 900  # ids per IN list: under SQLite's oldest limit of 999 bound values per statement
+# an assessment is rewritten when any of these differ; history is kept when one of the first five does
+_COMPARED = ("tier", "score", "policy_version", "policy_agency", "fired", "policy_name", "indicators")
+_SHOWN = _COMPARED[:5]
+_MATCH_KEYS = ("file_id", "bank", "match_type", "distance", "series", "victim_identified", "suppressed_by")
+_LOCATION_KEYS = ("city", "region", "country_code", "confidence", "needs_review")
+_BUNDLE_KEYS = ("id", "reports", "representative_report_id", "key_kind")
+_FACT_COLUMNS = ("file_count", "incident_us", "incident_iso", "upload_candidates", "prior_reports", "record_keys",
+                 "static_json")
+
+
+def chunks(ids: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:
+    for i in range(0, len(ids), size):
+        yield ids[i : i + size]
+
+
+def scopes(col: sa.ColumnElement[str], ids: Sequence[str], ranged: bool) -> Iterator[sa.ColumnElement[bool]]:
+    """WHERE clauses that cover ``ids``: one range when ``ranged`` (``ids`` sorted, and nearly every report between the
+    first and the last wanted), else IN lists. A range is one index scan where an IN list costs a bound value per id;
+    rows of reports outside ``ids`` that a range brings are skipped by the caller."""
+    if ranged and ids:
+        yield col.between(ids[0], ids[-1])
+    else:
+        for part in chunks(ids):
+            yield col.in_(part)
+
+
+@dataclass
+class FactsBatch:
+    """Stored facts of a batch, in ``ids`` order: static indicator columns and what the context indicators need."""
+
+    ids: list[str]
+    columns: dict[str, NDArray[Any]]  # bool arrays; float arrays for int indicators (NaN: no value); object arrays for str
+    static_json: list[str]  # the static indicators with their evidence, as the assessment's JSON writes them
+    facts: list[ReportFacts]
+    record_keys: list[list[str]]  # keyed hashes
+
+
+def _static_array(kind: str, values: Sequence[Any]) -> NDArray[Any]:
+    if kind == "bool":
+        return np.array(values, dtype=np.bool_)
+    if kind in ("int", "float"):
+        return np.array(values, dtype=np.float64)  # None becomes NaN: the column's missing value
+    return np.array(values, dtype=object)
+
+
+def _strings(text: str) -> tuple[str, ...]:
+    return () if text == "[]" else tuple(json.loads(text))  # most lists are empty: skip the parser
+
+
+def static_json(static: StaticIndicators) -> str:
+    """The static indicators as ``json.dumps({name: Indicator.model_dump()})`` writes them."""
+    return json.dumps({k: {"name": k, "value": v, "evidence": ev} for k, (v, ev) in static.items()})
+
+
+class IndicatorRepository:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._cipher: Cipher | None = None
+
+    @property
+    def cipher(self) -> Cipher:
+        if self._cipher is None:
+            self._cipher = cipher_of(self.engine)
+        return self._cipher
+
+    def record_key(self, clear: str) -> str:
+        """How a report's identifier is kept for matching agency records: the same keyed hash ``agency_records.key`` holds."""
+        return self.cipher.index(clear)
+
+    def facts_version(self) -> str:
+        """The extractor's version and a probe of the index key: stored record keys are keyed hashes, so a new index key
+        (``keys rotate --rekey-index``) makes every stored row stale and it is derived again."""
+        return f"{FACTS_VERSION}.{self.cipher.index('tiptriage report_indicators probe')[-8:]}"
+
+    # -- facts ---------------------------------------------------------------------------------
+
+    def save_facts(self, items: Sequence[tuple[StaticIndicators, ReportFacts, Sequence[str]]], at: datetime) -> None:
+        """Store (or replace) the facts of reports: (static indicators, facts, keyed hashes of its identifiers) each."""
+        version = self.facts_version()
+        rows = []
+        for static, f, keys in items:
+            row: dict[str, Any] = {"report_id": f.report_id, "facts_version": version}
+            for name in STATIC_INDICATORS:
+                row[name] = static[name][0] if name in static else None
+            row.update(file_count=f.file_count, incident_us=f.incident_us, incident_iso=f.incident_iso,
+                       upload_candidates=json.dumps(list(f.upload_candidates)), prior_reports=json.dumps(list(f.prior_reports)),
+                       record_keys=json.dumps(sorted(set(keys))), static_json=static_json(static), extracted_at=at)
+            rows.append(row)
+        with self.engine.begin() as conn:
+            for part in chunks([r["report_id"] for r in rows]):
+                conn.execute(report_indicators.delete().where(report_indicators.c.report_id.in_(part)))
+            insert_rows(conn, report_indicators, rows)
+
+    def dense(self, ids: Sequence[str]) -> bool:
+        """Whether ``ids``, in the database's order of report ids (as ``ORDER BY id`` gives them: its collation, not
+        Python's), is nearly every report from its first to its last, so that ranges serve better than IN lists."""
+        if not ids:
+            return False
+        with self.engine.connect() as conn:
+            n = conn.execute(sa.select(sa.func.count()).select_from(reports).where(reports.c.id.between(ids[0], ids[-1]))).scalar_one()
+        return int(n) <= len(ids) * 1.25
+
+    def load_facts(self, ids: Sequence[str], ranged: bool = False) -> FactsBatch:
+        """The stored, current facts of ``ids`` (those without are left out: derive them and load again)."""
+        version = self.facts_version()
+        names = list(STATIC_INDICATORS)
+        cols = [report_indicators.c.report_id, *[report_indicators.c[n] for n in names], *[report_indicators.c[n] for n in _FACT_COLUMNS]]
+        rows: list[Sequence[Any]] = []
+        order = {rid: i for i, rid in enumerate(ids)}
+        with self.engine.connect() as conn:
+            for where in scopes(report_indicators.c.report_id, ids, ranged):
+                q = sa.select(*cols).where(where, report_indicators.c.facts_version == version)
+                rows.extend(r for r in conn.execute(q).all() if r[0] in order)
+        rows.sort(key=lambda r: order[r[0]])
+        by_column = list(zip(*rows, strict=True)) if rows else [() for _ in cols]
+        k = 1 + len(names)
+        file_count, incident_us, incident_iso, candidates, prior, keys, statics = by_column[k:]
+        distribution = by_column[1 + names.index("offence_distribution")]
+        found = [str(r) for r in by_column[0]]
+        facts = [ReportFacts(report_id=found[i], file_count=int(file_count[i]), distribution=bool(distribution[i]), incident_us=int(incident_us[i]),
+                             incident_iso=str(incident_iso[i]), upload_candidates=_strings(candidates[i]), prior_reports=_strings(prior[i]))
+                 for i in range(len(found))]
+        return FactsBatch(
+            ids=found,
+            columns={n: _static_array(STATIC_INDICATORS[n], by_column[1 + j]) for j, n in enumerate(names)},
+            static_json=[str(s) for s in statics],
+            facts=facts,
+            record_keys=[list(_strings(x)) for x in keys],
+        )
+
+    # -- context -------------------------------------------------------------------------------
+
+    def contexts(self, ids: Sequence[str], record_keys: Mapping[str, Sequence[str]], ranged: bool = False) -> dict[str, Context]:
+        """What later stages know about each report, read for the whole batch: the same contents, in the same order, as
+        ``AssessmentRepository.context_rows`` and ``records_for`` give one report at a time."""
+        out = {r: Context() for r in ids}
+        by_subject: dict[str, list[str]] = {}
+        with self.engine.connect() as conn:
+            for where in scopes(report_hash_summary.c.report_id, ids, ranged):
+                for (rid,) in conn.execute(sa.select(report_hash_summary.c.report_id).where(where)).all():
+                    if rid in out:
+                        out[rid].hash_summary = {"report_id": rid}  # only its presence matters: the report went through matching
+            # plain tuples zipped with fixed keys: a RowMapping per row costs more than everything done with it
+            for where in scopes(file_matches.c.report_id, ids, ranged):
+                q = sa.select(file_matches.c.report_id, *[file_matches.c[k] for k in _MATCH_KEYS]).where(where).order_by(file_matches.c.id)
+                for r in conn.execute(q).all():
+                    if r[0] in out:
+                        out[r[0]].matches.append(dict(zip(_MATCH_KEYS, r[1:], strict=True)))
+            for where in scopes(report_locations.c.report_id, ids, ranged):
+                q = sa.select(report_locations.c.report_id, *[report_locations.c[k] for k in _LOCATION_KEYS]).where(where)
+                for r in conn.execute(q).all():
+                    if r[0] in out:
+                        out[r[0]].location = dict(zip(_LOCATION_KEYS, r[1:], strict=True))
+            for where in scopes(bundle_reports.c.report_id, ids, ranged):
+                q = (sa.select(bundle_reports.c.report_id, *[bundles.c[k] for k in _BUNDLE_KEYS])
+                     .select_from(bundle_reports.join(bundles, bundles.c.id == bundle_reports.c.bundle_id))
+                     .where(where).order_by(bundle_reports.c.report_id, bundles.c.id))
+                for r in conn.execute(q).all():
+                    if r[0] in out:
+                        out[r[0]].bundle = dict(zip(_BUNDLE_KEYS, r[1:], strict=True))
+            for where in scopes(deconfliction_notices.c.report_id, ids, ranged):
+                q = sa.select(deconfliction_notices).where(where).order_by(deconfliction_notices.c.id)
+                for n in conn.execute(q).mappings().all():
+                    if n["report_id"] in out:
+                        out[n["report_id"]].deconfliction.append(dict(n))
+            for where in scopes(report_accounts.c.report_id, ids, ranged):
+                q = (sa.select(report_accounts.c.report_id, subject_accounts.c.subject_id)
+                     .select_from(report_accounts.join(subject_accounts, subject_accounts.c.account_key == report_accounts.c.account_key))
+                     .where(where).order_by(report_accounts.c.report_id, subject_accounts.c.subject_id, report_accounts.c.account_key))
+                for row in conn.execute(q).all():
+                    rid, sid = str(row[0]), str(row[1])
+                    if rid not in out:
+                        continue
+                    out[rid].subject_id = sid
+                    by_subject.setdefault(sid, []).append(rid)
+            for part in chunks(sorted(by_subject)):
+                q = (sa.select(subject_accounts.c.subject_id, report_accounts.c.report_id, report_accounts.c.account_key)
+                     .select_from(subject_accounts.join(report_accounts, report_accounts.c.account_key == subject_accounts.c.account_key))
+                     .where(subject_accounts.c.subject_id.in_(part))
+                     .order_by(subject_accounts.c.subject_id, report_accounts.c.report_id, report_accounts.c.account_key))
+                for row in conn.execute(q).all():
+                    sid, rid, service = str(row[0]), str(row[1]), str(row[2]).split(":", 1)[0]
+                    for own in by_subject[sid]:
+                        out[own].subject_reports.append(rid)
+                        out[own].subject_services.append(service)
+            wanted = sorted({k for r in ids for k in record_keys.get(r, ())})
+            found: dict[str, list[dict[str, Any]]] = {}
+            for part in chunks(wanted):
+                q = (sa.select(agency_records.c.record_id, agency_records.c.key, agency_records.c.access_to_children,
+                               agency_records.c.prior_contact_offence).where(agency_records.c.key.in_(part)))
+                for rec in conn.execute(q).mappings():
+                    found.setdefault(rec["key"], []).append({**dict(rec), "matched_on": str(rec["key"]).partition(":")[0]})
+        if found:
+            for rid in ids:
+                out[rid].records = [rec for k in record_keys.get(rid, ()) for rec in found.get(k, ())]
+        return out
+
+    def routes(self, ids: Sequence[str], ranged: bool = False) -> dict[str, str]:
+        """The agency each routed report is with now."""
+        out: dict[str, str] = {}
+        wanted = set(ids)
+        with self.engine.connect() as conn:
+            for where in scopes(report_routes.c.report_id, ids, ranged):
+                q = sa.select(report_routes.c.report_id, report_routes.c.agency_id).where(where)
+                out.update({r[0]: r[1] for r in conn.execute(q).all() if r[0] in wanted})
+        return out
+
+    # -- which reports need assessing ------------------------------------------------------------
+
+    def stale(self, expected: Callable[[str | None], tuple[str, str | None]]) -> list[str]:
+        """Reports not assessed, assessed under another policy than ``expected(route agency)`` gives (version, policy
+        agency), or whose stored facts are missing or out of date."""
+        version = self.facts_version()
+        q = (
+            sa.select(reports.c.id, assessments.c.policy_version, assessments.c.policy_agency, report_routes.c.agency_id,
+                      report_indicators.c.facts_version)
+            .select_from(reports.outerjoin(assessments, assessments.c.report_id == reports.c.id)
+                         .outerjoin(report_routes, report_routes.c.report_id == reports.c.id)
+                         .outerjoin(report_indicators, report_indicators.c.report_id == reports.c.id))
+            .order_by(reports.c.id)
+        )
+        out = []
+        with self.engine.connect() as conn:
+            for rid, pv, pa, route, fv in conn.execute(q):
+                if pv is None or fv != version or (pv, pa) != expected(route):
+                    out.append(rid)
+        return out
+
+    # -- writing assessments -------------------------------------------------------------------
+
+    def replace(self, rows: Sequence[dict[str, Any]], trigger: str, at: datetime, ranged: bool = False) -> tuple[int, int]:
+        """Write the assessments that differ from the stored ones; keep the replaced ones whose tier, score, policy or
+        reasons changed in the history, with the change and ``trigger``. Returns (written, kept in history)."""
+        current: dict[str, dict[str, Any]] = {}
+        cols = [assessments.c.report_id, assessments.c.assessed_at, *[assessments.c[k] for k in _COMPARED]]
+        with self.engine.begin() as conn:
+            wanted = {r["report_id"] for r in rows}
+            for where in scopes(assessments.c.report_id, [r["report_id"] for r in rows], ranged):
+                for c in conn.execute(sa.select(*cols).where(where)).mappings().all():
+                    if c["report_id"] in wanted:
+                        current[c["report_id"]] = dict(c)
+            changed: list[dict[str, Any]] = []
+            history: list[dict[str, Any]] = []
+            for r in rows:
+                old = current.get(r["report_id"])
+                if old is not None and all(old[k] == r[k] for k in _COMPARED):
+                    continue
+                changed.append(r)
+                if old is not None and any(old[k] != r[k] for k in _SHOWN):
+                    history.append({
+                        "report_id": r["report_id"], "tier": old["tier"], "score": old["score"], "policy_name": old["policy_name"],
+                        "policy_version": old["policy_version"], "policy_agency": old["policy_agency"], "fired": old["fired"],
+                        "assessed_at": old["assessed_at"], "new_tier": r["tier"], "new_score": r["score"],
+                        "new_policy_version": r["policy_version"], "change": json.dumps(_change(old, r)), "trigger": trigger[:2000],
+                        "replaced_at": at,
+                    })
+            for part in chunks([r["report_id"] for r in changed]):
+                conn.execute(assessments.delete().where(assessments.c.report_id.in_(part)))
+            insert_rows(conn, assessments, list(changed))
+            insert_rows(conn, assessment_history, history)
+        return len(changed), len(history)
+
+    def history(self, report_id: str) -> list[dict[str, Any]]:
+        """Earlier assessments of a report, newest first, each with what changed and why it was assessed again."""
+        with self.engine.connect() as conn:
+            q = sa.select(assessment_history).where(assessment_history.c.report_id == report_id).order_by(assessment_history.c.id.desc())
+            return [{**dict(r), "fired": json.loads(r["fired"]), "change": json.loads(r["change"]), "assessed_at": aware(r["assessed_at"]),
+                     "replaced_at": aware(r["replaced_at"])} for r in conn.execute(q).mappings()]
+
+    def indicator_maps(self, ids: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+        """The indicators of the stored assessments of ``ids`` (JSON as stored), in ``ids`` order; unassessed ones left out."""
+        found: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for part in chunks(ids):
+                q = sa.select(assessments.c.report_id, assessments.c.indicators).where(assessments.c.report_id.in_(part))
+                found.update({r[0]: json.loads(r[1]) for r in conn.execute(q)})
+        return [(rid, found[rid]) for rid in ids if rid in found]
+
+
+def _change(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    before = {f["rule_id"]: f for f in json.loads(old["fired"])}
+    after = {f["rule_id"]: f for f in json.loads(new["fired"])}
+    out: dict[str, Any] = {
+        "tier": [old["tier"], new["tier"]],
+        "score": [old["score"], new["score"]],
+        "rules_added": [r for r in after if r not in before],
+        "rules_removed": [r for r in before if r not in after],
+        "evidence_changed": [r for r in after if r in before and after[r] != before[r]],
+    }
+    if (old["policy_version"], old["policy_agency"]) != (new["policy_version"], new["policy_agency"]):
+        out["policy"] = {"from": {"name": old["policy_name"], "version": old["policy_version"], "agency": old["policy_agency"]},
+                         "to": {"name": new["policy_name"], "version": new["policy_version"], "agency": new["policy_agency"]}}
+    return out

@@ -1,0 +1,151 @@
+"""Re-assessment from stored indicators: exactly the per-report assessment, without reading the reports again; only what
+changed is written, and what it replaced is kept with the change and its cause. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tiptriage import pipeline, synth
+from tiptriage.hashes.flood import FloodRule
+from tiptriage.model import Report
+from tiptriage.store import Store
+from tiptriage.store import indicators as stored_indicators
+from tiptriage.store.indicators import IndicatorRepository
+from tiptriage.store.schema import assessment_history, assessments, report_indicators
+
+NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+
+KNOWN_FIRST = """\
+name: known-content-first
+version: 1
+default_tier: 3
+indicators:
+  known_files: {type: int, kind: risk, description: Files that matched a hash set}
+  sextortion: {type: bool, kind: risk, description: Report annotation sextortion}
+  victim_band: {type: str, kind: context, description: Age band}
+  location_resolved: {type: bool, kind: context, description: The estimated location needs no review}
+  informational: {type: bool, kind: mitigating, description: Report annotation informational}
+rules:
+  - id: known-content
+    when: {indicator: known_files, ge: 1}
+    tier_floor: 2
+    points: 30
+    reason: Files matched known imagery
+    source: design choice (test)
+  - id: sextortion
+    when: {indicator: sextortion, is: true}
+    tier_floor: 1
+    points: 30
+    reason: Sextortion
+    source: design choice (test)
+  - id: young-or-unplaced
+    when:
+      any:
+        - {indicator: victim_band, in: [infant_toddler, prepubescent]}
+        - not: {indicator: location_resolved, is: true}
+    points: 3
+    reason: A young child, or no settled location
+    source: design choice (test)
+  - id: informational
+    when: {indicator: informational, is: true}
+    tier_cap: 4
+    reason: Informational
+    source: design choice (test)
+"""
+
+
+def snapshot(store: Store) -> dict[str, dict[str, Any]]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(assessments).order_by(assessments.c.report_id)).mappings().all()
+    return {r["report_id"]: {k: v for k, v in r.items() if k != "assessed_at"} for r in rows}
+
+
+@pytest.fixture
+def triaged(store: Store, tmp_path: Path) -> Store:
+    data = synth.generate(300, seed=23)
+    synth.write(data, tmp_path, "xml")
+    pipeline.ingest(store, [tmp_path / "submissions"])
+    pipeline.import_hashset(store, tmp_path / "hashsets" / "known.csv", "known")
+    # agency records for a few reported people, so the records part of the context is exercised too
+    emails = [p.emails[0].address for r in store.get_reports(store.report_ids()[:40])
+              for p in [r.reported_people[0].person if r.reported_people else None] if p is not None and p.emails][:3]
+    csv_path = tmp_path / "records.csv"
+    csv_path.write_text("record_id,agency,email,access_to_children,prior_contact_offence\n"
+                        + "".join(f"REC-{i},Agency A,{e},{i % 2 == 0},{i % 2 == 1}\n" for i, e in enumerate(emails)))
+    assert pipeline.import_records(store, csv_path)[1] == []
+    pipeline.triage(store, FloodRule(accounts=5, days=7))
+    # one agency runs its own policy (with an any/not rule), so the batch evaluates two policies side by side
+    agency = max((a for a in store.work.agency_summary() if a["agency_id"] != "review"), key=lambda a: a["open"])["agency_id"]
+    pipeline.set_agency_policy(store, agency, KNOWN_FIRST, "tester")
+    return store
+
+
+def test_stored_indicators_give_exactly_the_per_report_assessment(triaged: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = triaged
+    n = store.count_reports()
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(report_indicators)).scalar_one() == n  # derived once, kept
+
+    ref = pipeline.assess(store, now=NOW, per_report=True, trigger="reference")
+    reference = snapshot(store)
+    assert ref.assessed == n and {r["policy_agency"] for r in reference.values()} - {None}, "both policies are in use"
+
+    def no_report_json(ids: list[str]) -> list[Report]:
+        raise AssertionError(f"re-assessment read the report JSON of {len(ids)} reports")
+
+    monkeypatch.setattr(store, "get_reports", no_report_json)
+    again = pipeline.assess(store, now=NOW)  # the stored path: every row it computes equals the stored reference row
+    assert (again.assessed, again.changed, again.history, again.facts_derived) == (n, 0, 0, 0)
+    assert snapshot(store) == reference
+
+    # the other way round, a day later (days_since_incident moves): the stored path writes, the reference finds it all the same
+    later = pipeline.assess(store, now=NOW + timedelta(days=1))
+    assert later.changed == n and later.facts_derived == 0
+    stored_rows = snapshot(store)
+    monkeypatch.undo()
+    check = pipeline.assess(store, now=NOW + timedelta(days=1), per_report=True)
+    assert check.changed == 0 and snapshot(store) == stored_rows
+    assert stored_rows != reference
+    tiers = {r["tier"] for r in stored_rows.values()}
+    assert tiers >= {1, 3, 4}, "a realistic mix of tiers, not a degenerate set"
+
+
+def test_reassessment_writes_only_what_changed_and_keeps_what_it_replaced(triaged: Store, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    store = triaged
+    pipeline.assess(store, now=NOW)
+    before = snapshot(store)
+    rid = next(r for r, a in before.items() if a["tier"] == 3 and a["policy_agency"] is None)
+    report = store.get_report(rid)
+    assert report is not None and report.reported_people and report.reported_people[0].person is not None
+    ident = report.reported_people[0].person
+    column, value = ("email", ident.emails[0].address) if ident.emails else ("username", report.reported_people[0].screen_name)
+    if value is None:
+        pytest.skip("the chosen report names no identifier")
+    csv_path = tmp_path / "more-records.csv"
+    csv_path.write_text(f"record_id,agency,{column},access_to_children,prior_contact_offence\nREC-NEW,Agency B,{value},true,false\n")
+    assert pipeline.import_records(store, csv_path)[1] == []
+
+    res = pipeline.assess(store, now=NOW, trigger="records import")
+    after = snapshot(store)
+    changed = {r for r in after if after[r] != before[r]}
+    assert rid in changed and res.changed == len(changed) and res.history == len(changed)
+    assert len(changed) <= 10, "only the reports of that person are written again"
+    assert after[rid]["tier"] == 2 and '"access-to-children"' in after[rid]["fired"]
+    history = IndicatorRepository(store.engine).history(rid)
+    assert history[0]["trigger"] == "records import" and history[0]["tier"] == 3 and history[0]["new_tier"] == 2
+    assert history[0]["change"]["rules_added"] == ["access-to-children"] and history[0]["change"]["tier"] == [3, 2]
+    assert "access-to-children" not in {f["rule_id"] for f in history[0]["fired"]}  # the assessment as it was, reasons and all
+
+    # a new extractor version (or index key) makes every stored row stale: derived again once, and nothing else changes
+    monkeypatch.setattr(stored_indicators, "FACTS_VERSION", 999)
+    stale = pipeline.assess(store, now=NOW, only_stale=True)
+    assert stale.facts_derived == store.count_reports() and stale.changed == 0
+    assert pipeline.assess(store, now=NOW, only_stale=True).assessed == 0
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(assessment_history)).scalar_one() >= len(changed)
