@@ -20,6 +20,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tiptriage import pipeline, synth
+from tiptriage.cli_keys import keys_app
 from tiptriage.hashes.matcher import MAX_RADIUS
 from tiptriage.intake import Limits
 from tiptriage.intake.discover import FORMATS
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Triage CyberTipline-style reports: explainable, offline.")
 quarantine_app = typer.Typer(no_args_is_help=True, help="Submissions that could not be read, with their original bytes.")
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(keys_app, name="keys")
 hashset_app = typer.Typer(no_args_is_help=True, help="Known-hash sets (banks): import and list.")
 app.add_typer(hashset_app, name="hashset")
 subject_app = typer.Typer(no_args_is_help=True, help="People behind accounts: show, confirm a link, split an account off.")
@@ -383,6 +385,11 @@ def demo(
     out.print("  tiptriage quarantine list", highlight=False)
     out.print("  tiptriage quarantine show 1", highlight=False)
     out.print(f"  tiptriage ingest {subs} --json", highlight=False)
+    busiest = max(store.work.agency_summary(), key=lambda a: int(a["open"]), default=None)
+    out.print("\n[bold]Open it in a browser[/] (with the two exports above):", highlight=False)
+    out.print(f"  tiptriage user add sup.demo --agency {busiest['agency_id'] if busiest else 'review'} --role supervisor"
+              "   # asks for a password; add the TOTP secret it prints to an authenticator app", highlight=False)
+    out.print("  tiptriage serve --port 8000   # then open http://127.0.0.1:8000/ and log in", highlight=False)
     store.dispose()
 
 
