@@ -12,7 +12,10 @@ One run:
 - C concurrent clients (asyncio + httpx, in this process: a different process from the server's) for S seconds,
   each request at random half GET /api/queue?limit=50&offset=<random> and half GET /api/reports/<random id>, after a
   short warm-up that is not counted; latency percentiles per endpoint, requests/s, and every error (non-200 or
-  exception) counted;
+  exception) counted. Every request sent in the window is counted with its whole latency, so "seconds" runs from the
+  end of the warm-up until the last of them is answered (longer than S when answers are slow);
+- a diagnostic pass (BENCH_SERVER_DIAG_SECONDS, 15; 0 skips it) with the detail endpoint alone, to tell its cost from the
+  queue's (not the measurement the target is about);
 - a profile of one request's parts, measured in this process without concurrency: the queue's SQL (count and page),
   reading and decrypting one report, the agency check, and one audit append (every read writes a hash-chained audit
   entry, serialised by a row lock on the chain head: by design, so it is measured, never switched off).
@@ -179,7 +182,7 @@ def _login(base: str, totp: dict[str, str]) -> list[tuple[str, str]]:
 
 
 async def _load(base: str, sessions: list[tuple[str, str]], ids: list[str], total: int, seconds: float, warmup: float,
-                seed: int = 7) -> dict[str, Any]:
+                queue_share: float = 0.5, seed: int = 7) -> dict[str, Any]:
     latencies: dict[str, list[float]] = {"queue": [], "report": []}
     errors: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
@@ -193,7 +196,7 @@ async def _load(base: str, sessions: list[tuple[str, str]], ids: list[str], tota
         async def one_client(cookie: str) -> None:
             headers = {"Cookie": cookie}
             while (now := time.perf_counter()) < stop:
-                if rng.random() < 0.5:
+                if rng.random() < queue_share:
                     kind, path = "queue", f"/api/queue?limit={PAGE}&offset={rng.randint(0, max_offset)}"
                 else:
                     kind, path = "report", f"/api/reports/{rng.choice(ids)}"
@@ -318,6 +321,11 @@ def main(n: int = 100_000) -> dict[str, Any]:
             audit_after = _audit_entries(url)
             results["load"]["audit_entries_written"] = audit_after - audit_before
             results["load"]["load_average_after"] = os.getloadavg()
+            # a diagnostic, not the measurement: the detail endpoint alone, to separate its cost from the queue's
+            diag = float(os.environ.get("BENCH_SERVER_DIAG_SECONDS", 15))
+            if diag > 0:
+                print(f"diagnostic: report detail only, {diag} s", file=sys.stderr)
+                results["diagnostic_report_only"] = asyncio.run(_load(base, sessions, ids, total, diag, warmup, queue_share=0.0))
             _stop_server(proc)
             proc = None
             results["profile_one_request_parts"] = _profile(url, ids, total, sessions[0][0].split("=", 1)[1])

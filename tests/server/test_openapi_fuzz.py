@@ -46,7 +46,8 @@ PASSWORD = "violet-harbour-lantern-91"
 BASE_URL = "https://testserver"  # the cookies are Secure: they travel over https only
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance, content_type_conformance]
 ROLES = (Role.ANALYST, Role.SUPERVISOR, Role.AUDITOR, Role.SYSTEM_ADMIN)
-EXAMPLES = {GenerationMode.POSITIVE: 6, GenerationMode.NEGATIVE: 3}  # per role and operation
+EXAMPLES = {GenerationMode.POSITIVE: 5, GenerationMode.NEGATIVE: 2}  # per role and operation
+FEWER = {"POST /api/password": {GenerationMode.POSITIVE: 3, GenerationMode.NEGATIVE: 1}}  # each example hashes with argon2id
 ANONYMOUS_EXAMPLES = 2  # without a session every operation but banner and login answers 401 at once
 SESSION_ENDING = ("POST /api/logout", "POST /api/password")  # run last for each role: they end the session or change the password
 
@@ -227,7 +228,7 @@ def _load_schema(app: FastAPI) -> Any:
     return schema
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(400)  # about 30 s on an idle 2-core machine; much more when it is shared
 def test_every_operation_answers_within_its_schema_and_never_with_a_server_error(seeded: Seeded) -> None:
     env = seeded
     schema = _load_schema(env.app)
@@ -246,7 +247,8 @@ def test_every_operation_answers_within_its_schema_and_never_with_a_server_error
             for operation in ordered:
                 if f"{operation.method.upper()} {operation.path}" in SESSION_ENDING:
                     cookies, headers = _login(env, client, username)  # each gets a session of its own
-                _fuzz(env, client, operation, username, cookies, headers, EXAMPLES, tally)
+                examples = FEWER.get(f"{operation.method.upper()} {operation.path}", EXAMPLES)
+                _fuzz(env, client, operation, username, cookies, headers, examples, tally)
     summary = f"{tally.requests} requests\n" + "\n".join(f"{label}: {dict(sorted(per.items()))} {tally.seconds[label]:.1f} s"
                                                        for label, per in sorted(tally.statuses.items()))
     assert not tally.failures, f"{len(tally.failures)} failures in {tally.requests} requests:\n\n" + "\n\n".join(

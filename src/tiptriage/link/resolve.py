@@ -230,15 +230,23 @@ def _kept_pairs(predictions: pa.Table, threshold: float) -> pa.Table:
     """
     import duckdb
 
+    # Splink leaves out the columns of a comparison it could not use on this data (a small batch may have no value
+    # for one of them): a missing gamma is no agreement, a missing weight is none
+    have = set(predictions.column_names)
+
     def agrees(c: str) -> str:
         # gamma counts levels from 0 (else) upward, -1 is a null: any positive level is an agreement of some strength
-        return f"coalesce(gamma_{c}, 0) > 0"
+        return f"coalesce(gamma_{c}, 0) > 0" if f"gamma_{c}" in have else "false"
+
+    def side(c: str, s: str) -> str:
+        return f"{c}_{s}" if f"{c}_{s}" in have else "NULL"
 
     agreed = " OR ".join(agrees(c) for c in NON_NETWORK)
-    without_network = "match_weight - " + " - ".join(f"greatest(coalesce(mw_{c}, 0), 0)" for c in NETWORK)
+    without_network = "match_weight" + "".join(f" - greatest(coalesce(mw_{c}, 0), 0)" for c in NETWORK if f"mw_{c}" in have)
     min_weight = math.inf if threshold >= 1 else -math.inf if threshold <= 0 else math.log2(threshold / (1 - threshold))
-    parts = [f"CASE WHEN {agrees(c)} THEN '{c}: ' || coalesce({c}_l, 'None') || ' ~ ' || coalesce({c}_r, 'None') END" for c in NON_NETWORK]
-    parts += [f"CASE WHEN gamma_{c} = 1 THEN '{c}: ' || coalesce({c}_l, 'None') END" for c in NETWORK]
+    parts = [f"CASE WHEN {agrees(c)} THEN '{c}: ' || coalesce({side(c, 'l')}, 'None') || ' ~ ' || coalesce({side(c, 'r')}, 'None') END"
+             for c in NON_NETWORK]
+    parts += [f"CASE WHEN gamma_{c} = 1 THEN '{c}: ' || coalesce({side(c, 'l')}, 'None') END" for c in NETWORK if f"gamma_{c}" in have]
     con = duckdb.connect()
     try:
         con.register("predictions", predictions)
