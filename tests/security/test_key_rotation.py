@@ -169,3 +169,36 @@ def test_keys_command_generates_and_rotates(store: Store, tmp_path: Path, monkey
     loose.chmod(0o644)
     refused = runner.invoke(keys_app, ["rotate", "--new-key-file", str(loose)])
     assert refused.exit_code == 2 and "group or others" in refused.output
+
+
+def test_a_value_changed_during_rotation_is_left_as_written(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rotation runs beside the service: a row the service rewrites between the rotation's read and write is not overwritten
+    with the older value."""
+    from tiptriage.store import rotation
+    from tiptriage.store.crypto import Cipher, aad
+    from tiptriage.store.work import case_id
+
+    fill(store, tmp_path, n_synthetic=5)
+    ring = store.cipher.keyring.with_current(Keyring.of(generate_key()).current)
+    cid = case_id(RID)
+    service = Cipher(ring, store.engine)  # the service, already given the new key first in its ring
+    written = []
+
+    class Racing(Cipher):
+        def seal_text(self, text: str, context: bytes) -> str:
+            if context == aad("cases", "outcome_reason", cid) and not written:
+                written.append(service.seal_text("rewritten meanwhile", context))
+                with store.engine.begin() as conn:
+                    conn.execute(sa.text("UPDATE cases SET outcome_reason = :v WHERE id = :i"), {"v": written[0], "i": cid})
+            return super().seal_text(text, context)
+
+    monkeypatch.setattr(rotation, "Cipher", Racing)
+    result = rotate(store.engine, ring)
+    assert written and result.tables["cases"].conflicts == 1 and result.complete
+    store.dispose()
+    rotated = Store(store.url, keyring=ring)
+    try:
+        case = rotated.work.case(cid)
+        assert case is not None and case["outcome_reason"] == "rewritten meanwhile"
+    finally:
+        rotated.dispose()

@@ -19,13 +19,21 @@ Keys:
   file that group or others may read or write is refused) or ``TIPTRIAGE_DATA_KEY``; one of them, never both. Either may hold
   several keys (one per line in the file, comma-separated in the variable): the first seals new values, the others only open
   values not yet rotated. The key never enters the database; a copy of the database without it is unreadable.
-* The **index key** (for the keyed hashes) is 32 random bytes made when the database is created, stored in ``store_meta``
-  sealed under the data key. It is separate from the data key, so a data-key rotation only re-wraps it and every hash,
-  subject id and join stays as it was; it changes only when a rotation asks for it (``--rekey-index``, after a suspected
-  compromise), which recomputes every keyed hash from its encrypted copy.
+* The **index key** (for the keyed hashes, and the keyed subject ids) is 32 random bytes made when the database is created,
+  stored in ``store_meta`` sealed under the data key. It is not derived from the data key (HKDF would tie the two): kept
+  apart, a data-key rotation only re-wraps it and every hash, subject id and join stays as it was. It changes only when a
+  rotation asks for it (``--rekey-index``, after a suspected compromise of a database copy together with a key), which
+  recomputes every keyed hash from its encrypted copy; subject ids follow at the next ``tiptriage link``.
 
 Without a key nothing opens: ``Store`` raises ``DataKeyError`` naming both variables (``tiptriage keys generate`` makes one;
 ``tiptriage demo`` makes one inside its own folder).
+
+What stays readable, and why: ids, times, tiers, scores, states and counts (queues sort and filter on them); the assessment's
+rules and evidence (they name record ids, kinds of identifier and a coarse place, never an identifier: the queue searches
+them); a report's estimated country, region and city; SHA-256 digests of whole submissions and the file hashes reports carry
+(matching needs them); quarantine reasons (at most a short quote of a malformed date or code); the audit log, whose entries
+are hash-chained as written, so what callers put in it stays readable (they must not put identifiers there); session
+source addresses of staff, which the audit log holds anyway.
 """
 
 from __future__ import annotations

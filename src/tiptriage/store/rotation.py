@@ -229,11 +229,13 @@ def _walk(engine: sa.Engine, p: Protected, src: Cipher, dst: Cipher, rekey: bool
             break
         changes = [c for r in rows if (c := _transform(p, r, src, dst, rekey, allow_clear)) is not None]
         if changes:
-            with engine.begin() as conn:  # one transaction a batch; one statement a row, whose rowcount tells a conflict
-                for change in changes:
-                    done = conn.execute(stmt, change).rowcount
-                    result.rewritten += min(done, 1)
-                    result.conflicts += 0 if done else 1
+            with engine.begin() as conn:  # one transaction a batch
+                if conn.dialect.supports_sane_multi_rowcount:  # one round trip a batch; the rows not matched are conflicts
+                    done = min(conn.execute(stmt, changes).rowcount, len(changes))
+                else:
+                    done = sum(min(conn.execute(stmt, c).rowcount, 1) for c in changes)
+            result.rewritten += done
+            result.conflicts += len(changes) - done
         result.rows += len(rows)
         last = tuple(rows[-1][c] for c in p.order)
         if progress:
