@@ -82,6 +82,7 @@ from tiptriage.store.users import Role, Session, User, UserRepository
 SESSION_COOKIE: Final = "__Host-tiptriage_session"  # __Host-: Secure, Path=/, no Domain, so no sibling host can set it
 CSRF_COOKIE: Final = "__Host-tiptriage_csrf"  # readable by the page's script, which sends it back as the header
 CSRF_HEADER: Final = "X-CSRF-Token"
+TOUCH_EVERY: Final = timedelta(seconds=60)
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 TOKEN_BYTES: Final = 32  # 256 bits; secrets.token_urlsafe(32)
 
@@ -499,5 +500,8 @@ class Authenticator:
             self.audit(user.username, "change", "denied", object_type="request", object_id=f"{method.upper()} {path}",
                        agency=user.agency_id, source_address=source, reason="missing or wrong CSRF token")
             raise AuthError(403, "csrf-token-invalid", f"A state-changing request must carry the session's CSRF token in {CSRF_HEADER}.")
-        self.users.touch(sid, now)
+        if now - session.last_seen_at >= TOUCH_EVERY:
+            # the idle clock moves at most once a minute: a write per request only to say "still here" serialised every read
+            # behind a commit; the lock comes at most TOUCH_EVERY later than 30 minutes after the last activity
+            self.users.touch(sid, now)
         return Principal(user, sid, source)
