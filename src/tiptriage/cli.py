@@ -49,7 +49,13 @@ err = Console(stderr=True)
 
 
 def _store() -> Store:
-    return Store()
+    from tiptriage.store.crypto import CryptoError
+
+    try:
+        return Store()
+    except CryptoError as exc:  # no key, a wrong key, a readable key file: the reason, not a traceback
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
 
 
 def _user() -> str:
@@ -648,7 +654,8 @@ def explain(
                  f"score {c['score'][0]} -> {c['score'][1]}"]
         if c.get("policy"):
             parts.append(f"policy {c['policy']['from']['version']} -> {c['policy']['to']['version']}")
-        for key, label in (("rules_added", "now fires"), ("rules_removed", "no longer fires"), ("evidence_changed", "new evidence")):
+        for key, label in (("rules_added", "now fires"), ("rules_removed", "no longer fires"), ("effect_changed", "weighs differently"),
+                           ("evidence_changed", "new evidence")):
             if c.get(key):
                 parts.append(f"{label}: {', '.join(c[key])}")
         out.print(f"  earlier, until {h['replaced_at']:%Y-%m-%d %H:%M} ({h['trigger']}): " + "; ".join(parts), highlight=False)
@@ -886,6 +893,10 @@ def policy_set(
 
     text = _read_text(file)
     store = _store()
+    if agency not in pipeline.known_agencies():
+        _audit(store, "change", "agency_policy", agency, "failed", file=str(file)[:500], errors=1, first_error="unknown agency")
+        err.print(f"[red]unknown agency {agency!r}[/] (`tiptriage policy list --agencies` names them)")
+        raise typer.Exit(1)
     try:
         change = pipeline.set_agency_policy(store, agency, text, _user()[:128], note=note)
     except PolicyError as e:
