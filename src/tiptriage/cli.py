@@ -11,9 +11,11 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -760,6 +762,95 @@ def outcome(
     """Close a case with its outcome; outcomes feed the evaluation and the statistics."""
     case = _case_action(lambda store, actor: cases.close(store, case_ref, result, reason, actor))
     out.print(f"case {case['id']} closed: {result}")
+
+
+preserve_app = typer.Typer(no_args_is_help=True, help="§ 2703(f) preservation requests sent to providers: record, renew, list.")
+app.add_typer(preserve_app, name="preserve")
+
+
+def _when(text: str | None) -> datetime:
+    """An ISO 8601 time with its zone (a date alone is midnight UTC); now when not given."""
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(text if "T" in text or " " in text else text + "T00:00:00+00:00")
+    except ValueError:
+        err.print(f"[red]{text!r} is not an ISO 8601 time[/] (e.g. 2026-11-25 or 2026-11-25T14:00:00-05:00)")
+        raise typer.Exit(2) from None
+    if value.tzinfo is None:
+        err.print(f"[red]{text!r} has no time zone[/]: add one (Z, +00:00, -05:00) so the 90 days count from the right moment")
+        raise typer.Exit(2)
+    return value
+
+
+def _print_preservation(store: Store, report_id: str) -> None:
+    from tiptriage.packages import deadlines as dl
+
+    report = store.get_report(report_id)
+    assert report is not None
+    requests = [dl.PreservationRequest(provider=p["provider"], sent_at=p["sent_at"], renewed_at=p["renewed_at"], reference=p["reference"])
+                for p in store.preservation.of(report_id)]
+    for d in dl.report_deadlines(report, requests, datetime.now(UTC)):
+        out.print(f"  {d.label} ({d.provider or '-'}): until {d.expires_at:%Y-%m-%d %H:%M %Z} — {d.warning.text}", highlight=False)
+
+
+@preserve_app.command("record")
+def preserve_record(
+    report_id: Annotated[str, typer.Argument(help="The report the request is about.")],
+    provider: Annotated[str, typer.Option(help="The provider the request went to.")],
+    sent: Annotated[str | None, typer.Option(help="When it was sent (ISO 8601 with zone; default now).")] = None,
+    reference: Annotated[str | None, typer.Option(help="The agency's or the provider's reference number.")] = None,
+) -> None:
+    """Record a § 2703(f) request the agency sent: its 90-day clock shows in queues' packages with warnings before it lapses."""
+    store = _store()
+    sent_at = _when(sent)
+    try:
+        store.preservation.record(report_id, provider, sent_at, reference, _user(), datetime.now(UTC))
+    except LookupError as exc:
+        err.print(f"[red]{exc.args[0]}[/]")
+        raise typer.Exit(1) from None
+    except sa.exc.IntegrityError:
+        err.print(f"[red]a request to {provider!r} sent at {sent_at.isoformat()} is already recorded for {report_id!r}[/]")
+        raise typer.Exit(1) from None
+    _audit(store, "change", "preservation", report_id, provider=provider, sent_at=sent_at.isoformat(), reference=reference)
+    out.print(f"recorded the preservation request to {provider} for {report_id}")
+    _print_preservation(store, report_id)
+
+
+@preserve_app.command("renew")
+def preserve_renew(
+    report_id: Annotated[str, typer.Argument(help="The report the request is about.")],
+    provider: Annotated[str, typer.Option(help="The provider the request went to.")],
+    at: Annotated[str | None, typer.Option(help="When the renewal was sent (ISO 8601 with zone; default now).")] = None,
+) -> None:
+    """Record the one renewal the statute allows, made while the first 90 days run (refused afterwards, with the date)."""
+    from tiptriage.packages import deadlines as dl
+
+    store = _store()
+    renewed_at = _when(at)
+    pending = [p for p in store.preservation.of(report_id) if p["provider"] == provider and p["renewed_at"] is None]
+    if not pending:
+        err.print(f"[red]no unrenewed preservation request to {provider!r} is recorded for {report_id!r}[/]")
+        raise typer.Exit(1)
+    try:
+        until = dl.renewed_request_expiry(pending[-1]["sent_at"], renewed_at)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    store.preservation.renew(report_id, provider, renewed_at)
+    _audit(store, "change", "preservation", report_id, provider=provider, renewed_at=renewed_at.isoformat())
+    out.print(f"renewed: the request to {provider} now lapses {until:%Y-%m-%d %H:%M %Z} (no further renewal)")
+
+
+@preserve_app.command("list")
+def preserve_list(report_id: Annotated[str, typer.Argument(help="The report.")]) -> None:
+    """The report's preservation clocks: the provider's one year, and each request's 90 (+90) days, with warnings."""
+    store = _store()
+    if store.get_report(report_id) is None:
+        err.print(f"[red]no report {report_id!r}[/]")
+        raise typer.Exit(1)
+    _audit(store, "read", "preservation", report_id)
+    _print_preservation(store, report_id)
 
 
 route_app = typer.Typer(no_args_is_help=True, help="An agency accepts, declines or transfers a routed report.")

@@ -907,11 +907,13 @@ def build_package(store: Store, report_id: str, by: str, now: datetime | None = 
                          alternatives=r["alternatives"]) if r else None
     mode = dl.gate_mode_for(r["agency_id"] if r else None)
     notices = store.work.notices_for(report_id=report_id)
+    requests = [dl.PreservationRequest(provider=p["provider"], sent_at=p["sent_at"], renewed_at=p["renewed_at"], reference=p["reference"])
+                for p in store.preservation.of(report_id)]
     return pm.PackageData(
         report=report, assessment=assessment, subject=subject, identifiers=list(idents.values()), ip_events=ip_events,
-        hash_matches=matches, routing=routing, deadlines=dl.report_deadlines(report, [], now),
+        hash_matches=matches, routing=routing, deadlines=dl.report_deadlines(report, requests, now), preservation_requests=requests,
         file_access=dl.file_access_statuses(report, mode),
-        checklist=pm.LegalChecklist(deconfliction_checked=True,
+        checklist=pm.LegalChecklist(deconfliction_checked=True, preservation_request_sent=bool(requests),
                                     notes=[f"deconfliction: subject also has case {n['other_case_ref']} at {n['other_agency_id']}" for n in notices]),
         generated_at=now, generated_by=by,
     )

@@ -29,6 +29,7 @@ from tiptriage.store.crypto import INDEX_NEXT_META_KEY, Cipher, DataKeyError, Ke
 from tiptriage.store.db import database_url, make_engine, migrate
 from tiptriage.store.hashsets import HashSetRepository
 from tiptriage.store.links import LinkRepository
+from tiptriage.store.preservation import PreservationRepository
 from tiptriage.store.rotation import encrypt_existing
 from tiptriage.store.schema import quarantine, reports, store_meta, submission_documents, submissions
 from tiptriage.store.times import aware as _aware
@@ -115,6 +116,10 @@ class Store:
     @property
     def work(self) -> WorkRepository:
         return WorkRepository(self.engine)
+
+    @property
+    def preservation(self) -> PreservationRepository:
+        return PreservationRepository(self.engine)
 
     @property
     def audit(self) -> AuditRepository:

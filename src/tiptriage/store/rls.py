@@ -27,6 +27,7 @@ REPORT_SCOPED = {
     "cases": "report_id",
     "report_accounts": "report_id",
     "bundle_reports": "report_id",
+    "preservation_requests": "report_id",
 }
 READ_WRITE = ["hash_banks", "hash_entries", "hash_imports", "subjects", "subject_accounts", "account_links", "link_decisions",
               "bundles", "viral_hashes", "agency_records", "route_events", "case_events", "deconfliction_notices", "report_agency",

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from alembic import context
 
 import tiptriage.store.audit
+import tiptriage.store.preservation
 import tiptriage.store.users  # noqa: F401  (registers the user, session and report-agency tables)
 from tiptriage.store.schema import metadata
 
