@@ -732,8 +732,13 @@ def assign(
     to: Annotated[str, typer.Option("--to", help="The investigator.")],
 ) -> None:
     """Assign a new case to an investigator (new → assigned), or reassign an assigned one."""
+    from tiptriage.work.states import capacity_per_investigator
+
     case = _case_action(lambda store, actor: cases.assign(store, case_ref, to, actor))
     out.print(f"case {case['id']} assigned to {to}")
+    carrying = sum(1 for c in _store().work.agency_queue(str(case["agency_id"])) if c["assignee"] == to)
+    if carrying > capacity_per_investigator():
+        err.print(f"[yellow]{to} now carries {carrying} open cases, more than the {capacity_per_investigator()} planned per investigator[/]")
 
 
 @app.command()

@@ -5,6 +5,7 @@ agency may see, the supervisor's figures, the audit view, hash-set administratio
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from service_fixtures import Service
 from tiptriage import synth
 from tiptriage.server.auth import CSRF_HEADER
 from tiptriage.store.users import Role
+from tiptriage.store.views import ServiceViews
 
 
 def _case_id(service: Service, report_id: str) -> str:
@@ -155,7 +157,7 @@ def test_packages_export_in_every_format_and_each_export_is_audited(service: Ser
 
 
 def test_the_dashboard_counts_the_agencys_open_cases(service: Service) -> None:
-    sup, _ = service.client(Role.SUPERVISOR)
+    sup, csrf = service.client(Role.SUPERVISOR)
     r = sup.get("/api/dashboard")
     assert r.status_code == 200
     d = r.json()
@@ -163,8 +165,14 @@ def test_the_dashboard_counts_the_agencys_open_cases(service: Service) -> None:
     assert sum(n for _, n in d["backlog_aging"]) == len(open_cases)
     assert d["unassigned"] + sum(n for _, n in d["load"]) == len(open_cases)
     assert sum(sum(v) for v in d["volume_by_tier"].values()) == len(service.reports["agency-a"])
+    assert d["capacity"] == 25 and d["over_capacity"] == []
     inv, _ = service.client(Role.INVESTIGATOR)
     assert inv.get("/api/dashboard").status_code == 403
+    # capacity: assign two cases to one investigator and ask with a capacity of one
+    for rid in service.reports["agency-a"][:2]:
+        assert sup.post(f"/api/cases/{rid}/assign", json={"assignee": "investigator-a"}, headers={CSRF_HEADER: csrf}).status_code == 200
+    figures = ServiceViews(service.store.engine).dashboard("agency-a", datetime.now(UTC), capacity=1)
+    assert figures["over_capacity"] == ["investigator-a"] and ("investigator-a", 2) in figures["load"]
 
 
 def test_an_auditor_reads_only_the_agencys_audit_entries_and_verifies_the_chain(service: Service) -> None:

@@ -42,7 +42,7 @@ from tiptriage.server.context import Context
 from tiptriage.server.problems import Problem, problems
 from tiptriage.store.work import CaseConflict
 from tiptriage.work import cases
-from tiptriage.work.states import OUTCOMES, STATES, aging
+from tiptriage.work.states import OUTCOMES, STATES, aging, capacity_per_investigator
 
 MAX_UPLOAD: Final = 256 * 1024 * 1024  # one submission or hash-set file; larger ones go through the CLI
 PAGE_MAX: Final = 200
@@ -111,6 +111,8 @@ class Dashboard(BaseModel):
     overdue_by_tier: dict[int, int]
     load: list[tuple[str, int]]
     unassigned: int
+    capacity: int = Field(description="open cases one investigator is expected to carry (data/sla.json)")
+    over_capacity: list[str]
 
 
 class AuditItem(BaseModel):
@@ -276,7 +278,7 @@ def add_api_routes(app: FastAPI, ctx: Context, caller: Any, csrf_doc: list[Any])
     @app.get("/api/dashboard", response_model=Dashboard, tags=["supervision"], responses=problems(401, 403))
     def dashboard(who: Caller) -> Dashboard:
         ctx.require(who, Action.READ_DASHBOARD, "dashboard", who.user.agency_id, verb="read")
-        figures = ctx.views.dashboard(who.user.agency_id, ctx.auth.now())
+        figures = ctx.views.dashboard(who.user.agency_id, ctx.auth.now(), capacity=capacity_per_investigator())
         ctx.audit(who, "read", object_type="dashboard", object_id=who.user.agency_id)
         return Dashboard(agency_id=who.user.agency_id, **figures)
 

@@ -43,7 +43,7 @@ from tiptriage.server.problems import Problem
 from tiptriage.store.rls import current_agency
 from tiptriage.store.work import CaseConflict
 from tiptriage.work import cases
-from tiptriage.work.states import OUTCOMES, OUTCOMES_NEEDING_REASON, TRANSITIONS, aging
+from tiptriage.work.states import OUTCOMES, OUTCOMES_NEEDING_REASON, TRANSITIONS, aging, capacity_per_investigator
 
 LOGIN_COOKIE: Final = "__Host-tiptriage_login"  # the login form's own CSRF token (double submit), before a session exists
 PAGE_SIZE: Final = 25
@@ -336,7 +336,7 @@ def add_web_routes(app: FastAPI, ctx: Context) -> None:
     async def dashboard(request: Request) -> Response:
         who = principal(request)
         ctx.require(who, Action.READ_DASHBOARD, "dashboard", who.user.agency_id, verb="read")
-        f = ctx.views.dashboard(who.user.agency_id, auth.now())
+        f = ctx.views.dashboard(who.user.agency_id, auth.now(), capacity=capacity_per_investigator())
         charts = {
             "volume": Markup(svg.stacked_bars("Reports by tier per day, last 30 days", f["days"], f["volume_by_tier"])),
             "aging": Markup(svg.hbars("Open cases by age", f["backlog_aging"])),

@@ -93,9 +93,9 @@ class ServiceViews:
                 audit_log.c.outcome == "ok", audit_log.c.object_id.in_(report_ids))
             return {str(r[0]) for r in conn.execute(q)}
 
-    def dashboard(self, agency_id: str, now: datetime, days: int = 30) -> dict[str, Any]:
+    def dashboard(self, agency_id: str, now: datetime, days: int = 30, capacity: int = 25) -> dict[str, Any]:
         """A supervisor's figures: reports by tier per day, open cases by age, overdue cases by tier, open cases per
-        investigator."""
+        investigator and who carries more than ``capacity``."""
         since = now - timedelta(days=days)
         with self.engine.connect() as conn:
             seen = (sa.select(reports.c.received_at, assessments.c.tier)
@@ -131,6 +131,8 @@ class ServiceViews:
             "overdue_by_tier": {t: overdue.get(t, 0) for t in (1, 2, 3, 4)},
             "load": sorted(load.items(), key=lambda kv: (-kv[1], kv[0])),
             "unassigned": unassigned,
+            "capacity": capacity,
+            "over_capacity": sorted(name for name, n in load.items() if n > capacity),
         }
 
     def audit_page(self, agency_id: str | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:

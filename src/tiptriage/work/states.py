@@ -65,3 +65,9 @@ def aging(due: datetime | None, now: datetime) -> str:
     if due - now < timedelta(hours=6):
         return "due soon"
     return "on time"
+
+
+def capacity_per_investigator() -> int:
+    """Open cases one investigator is expected to carry (data/sla.json; a planning figure, not a limit the software enforces)."""
+    value = sla_config().get("capacity_per_investigator", 25)
+    return int(value) if isinstance(value, (int, float, str)) else 25
