@@ -35,11 +35,13 @@ from markupsafe import Markup
 from starlette.datastructures import FormData, UploadFile
 
 from tiptriage import pipeline
+from tiptriage.assess.policy import PolicyError
 from tiptriage.hashes.overview import bank_overview
 from tiptriage.server import svg
 from tiptriage.server.auth import CSRF_COOKIE, SESSION_COOKIE, Action, AuthError, Principal, allowed, audit_name
 from tiptriage.server.context import Context
 from tiptriage.server.problems import Problem
+from tiptriage.store.policies import PolicyRepository
 from tiptriage.store.rls import current_agency
 from tiptriage.store.work import CaseConflict
 from tiptriage.work import cases
@@ -362,7 +364,7 @@ def add_web_routes(app: FastAPI, ctx: Context) -> None:
     @page
     async def admin(request: Request) -> Response:
         who = principal(request)
-        return render(request, "admin.html", who, **admin_values(who), result=None, error=None)
+        return render(request, "admin.html", who, **admin_values(who), result=None, error=None, done=None)
 
     def admin_values(who: Principal) -> dict[str, Any]:
         banks = None
@@ -371,7 +373,36 @@ def add_web_routes(app: FastAPI, ctx: Context) -> None:
             ctx.audit(who, "read", object_type="hashsets", object_id=None)
         elif not allowed(who.user.role, Action.ADMIN_POLICY):
             ctx.require(who, Action.ADMIN_HASHSETS, "admin", None, verb="read")
-        return {"banks": banks, "policy": None}
+        policy = None
+        if allowed(who.user.role, Action.ADMIN_POLICY):
+            repo = PolicyRepository(ctx.store.engine)
+            policy = {"current": repo.current_of(who.user.agency_id), "history": repo.history(who.user.agency_id)[:20]}
+            ctx.audit(who, "read", object_type="agency_policy", object_id=who.user.agency_id)
+        return {"banks": banks, "policy": policy}
+
+    @app.post("/admin/policy", include_in_schema=False)
+    @page
+    async def admin_policy(request: Request) -> Response:
+        who, form = await form_of(request)
+        agency = who.user.agency_id
+        ctx.require(who, Action.ADMIN_POLICY, "agency_policy", agency)
+        reset = form.get("reset") == "1"
+        upload = form.get("file")
+        text_in = (await upload.read()).decode("utf-8", errors="replace") if isinstance(upload, UploadFile) and upload.filename else text(form, "text")
+        if not reset and not text_in:
+            return render(request, "admin.html", who, 400, **admin_values(who), result=None, error="Paste or choose a policy file.")
+        try:
+            change = pipeline.set_agency_policy(ctx.intake, agency, None if reset else text_in, who.user.username, note=text(form, "note") or None)
+        except PolicyError as exc:
+            ctx.audit(who, "change", "failed", object_type="agency_policy", object_id=agency, errors=len(exc.errors),
+                      first_error=exc.errors[0][:500])
+            return render(request, "admin.html", who, 400, **admin_values(who), result=None,
+                          error="The policy is refused, nothing changed: " + "; ".join(exc.errors[:10]))
+        ctx.audit(who, "change", object_type="agency_policy", object_id=agency, change=change.action, version=change.version,
+                  previous=change.previous_version, reassessed=change.reassessed.assessed if change.reassessed else 0)
+        return render(request, "admin.html", who, **admin_values(who), result=None, error=None,
+                      done=f"Policy {change.action}: now {change.policy_name} {change.version or '(the default)'}; "
+                           f"{change.reassessed.assessed if change.reassessed else 0} reports re-assessed.")
 
     @app.post("/admin/hashsets", include_in_schema=False)
     @page
