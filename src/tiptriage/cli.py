@@ -590,7 +590,10 @@ def subject_link(
             err.print(f"[red]unknown account {a!r}[/]")
             raise typer.Exit(1)
     store.links.decide("confirm", account_a, account_b, reason, user)
-    _audit(store, "decide", "link", f"{account_a}|{account_b}", decision="confirm", reason=reason[:500])
+    # the audit log is kept in clear (it is hash-chained as written): accounts appear there as their keyed hashes, the
+    # analyst's reason by its length only; the decision itself, with the reason, is sealed in the link tables
+    _audit(store, "decide", "link", f"{store.cipher.index(account_a)}|{store.cipher.index(account_b)}", decision="confirm",
+           reason_chars=len(reason))
     pipeline.link(store)
     out.print(f"confirmed: {account_a} and {account_b} are subject {store.links.subject_of(account_a)}")
 
@@ -607,7 +610,7 @@ def subject_split(
         err.print(f"[red]unknown account {account!r}[/]")
         raise typer.Exit(1)
     store.links.decide("split", account, None, reason, user)
-    _audit(store, "decide", "link", account, decision="split", reason=reason[:500])
+    _audit(store, "decide", "link", store.cipher.index(account), decision="split", reason_chars=len(reason))
     pipeline.link(store)
     out.print(f"split: {account} is now subject {store.links.subject_of(account)}")
 
