@@ -768,7 +768,13 @@ def import_records(store: Store, path: Path) -> tuple[int, list[str]]:
                     continue
                 for k, key in enumerate(keys):
                     rows.append({"record_id": rid if k == 0 else f"{rid}#{k}", "agency": rec.get("agency") or None, "key": key, **flags})
+    facts = IndicatorRepository(store.engine)
+    # the reports a record can move: those matching what a replaced record was keyed on before, and what it is keyed on now
+    moved = facts.record_keys_of([r["record_id"] for r in rows]) | {facts.record_key(r["key"]) for r in rows}
     store.assessments.import_records(rows)
+    affected = facts.reports_with_record_keys(moved) if moved else []
+    if affected:
+        assess(store, report_ids=affected, trigger=f"agency records imported from {path.name}")
     return len(rows), refusals
 
 

@@ -13,6 +13,11 @@ rule that fires can say exactly why. Definitions that are our own choices are st
   held by the account otherwise; *viewing* — live streaming, or a web-page incident without files;
 - planned meeting: a neutral phrase rule (``data/meeting_phrases.json``) over the escalation text and
   the additional information, or a non-internet incident location given by the provider.
+
+Two kinds, derived by two functions: the *static* indicators (``report_facts``: what the report alone says) are
+derived once and stored (``store.indicators``), so re-assessment reads them as columns instead of parsing the report
+again; the *context* indicators (``context_values``: matches, links, records, deconfliction, the time since the
+incident) are derived at every assessment. ``extract`` gives both, for one report.
 """
 
 from __future__ import annotations

@@ -106,13 +106,6 @@ class AssessmentRepository:
                         out[own]["subject_services"].append(acc.split(":", 1)[0])
         return out
 
-    def save(self, rows: list[dict[str, Any]]) -> None:
-        with self.engine.begin() as conn:
-            ids = [r["report_id"] for r in rows]
-            for i in range(0, len(ids), 500):
-                conn.execute(assessments.delete().where(assessments.c.report_id.in_(ids[i : i + 500])))
-            insert_rows(conn, assessments, rows)
-
     def get(self, report_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             r = conn.execute(sa.select(assessments).where(assessments.c.report_id == report_id)).mappings().one_or_none()
@@ -146,14 +139,3 @@ class AssessmentRepository:
         with self.engine.connect() as conn:
             for r in conn.execute(sa.select(assessments.c.report_id, assessments.c.tier, assessments.c.score)).mappings():
                 yield dict(r)
-
-    def unassessed_or_stale(self, limit: int, policy_version: str) -> list[str]:
-        with self.engine.connect() as conn:
-            q = (
-                sa.select(reports.c.id)
-                .select_from(reports.outerjoin(assessments, assessments.c.report_id == reports.c.id))
-                .where(sa.or_(assessments.c.report_id.is_(None), assessments.c.policy_version != policy_version))
-                .order_by(reports.c.id)
-                .limit(limit)
-            )
-            return [r[0] for r in conn.execute(q)]

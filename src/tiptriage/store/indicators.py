@@ -44,9 +44,11 @@ from tiptriage.store.schema import (
 from tiptriage.store.times import aware
 
 CHUNK = 900  # ids per IN list: under SQLite's oldest limit of 999 bound values per statement
-# an assessment is rewritten when any of these differ; history is kept when one of the first five does
+# an assessment is rewritten when any of these differ; it goes to the history when one of the first four does, or a rule
+# fires or stops, weighs differently or has other evidence (``_rules``: not when only a value it read moved, as the days
+# since the incident do every day)
 _COMPARED = ("tier", "score", "policy_version", "policy_agency", "fired", "policy_name", "indicators")
-_SHOWN = _COMPARED[:5]
+_SHOWN = _COMPARED[:4]
 _MATCH_KEYS = ("file_id", "bank", "match_type", "distance", "series", "victim_identified", "suppressed_by")
 _LOCATION_KEYS = ("city", "region", "country_code", "confidence", "needs_review")
 _BUNDLE_KEYS = ("id", "reports", "representative_report_id", "key_kind")
@@ -174,6 +176,25 @@ class IndicatorRepository:
             record_keys=[list(_strings(x)) for x in keys],
         )
 
+    def record_keys_of(self, record_ids: Sequence[str]) -> set[str]:
+        """The keys agency records are matched on now (keyed hashes), for the records named."""
+        out: set[str] = set()
+        with self.engine.connect() as conn:
+            for part in chunks(sorted(set(record_ids))):
+                out.update(r[0] for r in conn.execute(sa.select(agency_records.c.key).where(agency_records.c.record_id.in_(part))).all())
+        return out
+
+    def reports_with_record_keys(self, keys: set[str]) -> list[str]:
+        """The reports (with stored facts) whose reported people have one of ``keys``: those an agency-records change can
+        move. The database scans the stored key lists, so no list is parsed here."""
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for part in chunks(sorted(keys), 50):
+                q = sa.select(report_indicators.c.report_id).where(sa.or_(*[report_indicators.c.record_keys.contains(json.dumps(k), autoescape=True)
+                                                                           for k in part]))
+                found.update(r[0] for r in conn.execute(q).all())
+        return sorted(found)
+
     # -- context -------------------------------------------------------------------------------
 
     def contexts(self, ids: Sequence[str], record_keys: Mapping[str, Sequence[str]], ranged: bool = False) -> dict[str, Context]:
@@ -292,7 +313,7 @@ class IndicatorRepository:
                 if old is not None and all(old[k] == r[k] for k in _COMPARED):
                     continue
                 changed.append(r)
-                if old is not None and any(old[k] != r[k] for k in _SHOWN):
+                if old is not None and (any(old[k] != r[k] for k in _SHOWN) or _rules(old["fired"]) != _rules(r["fired"])):
                     history.append({
                         "report_id": r["report_id"], "tier": old["tier"], "score": old["score"], "policy_name": old["policy_name"],
                         "policy_version": old["policy_version"], "policy_agency": old["policy_agency"], "fired": old["fired"],
@@ -323,15 +344,33 @@ class IndicatorRepository:
         return [(rid, found[rid]) for rid in ids if rid in found]
 
 
+_RULE = '{"rule_id": '
+
+
+def _rules(fired: str) -> dict[str, tuple[str, str]]:
+    """Rule id -> (its fixed fields, its evidence), read off the fired JSON as ``json.dumps`` writes it (the stored form):
+    a quote inside a value is escaped there, so the separators searched for occur only between fields. The values each
+    rule read are left out."""
+    out: dict[str, tuple[str, str]] = {}
+    start = fired.find(_RULE)
+    while start >= 0:
+        end = fired.find(_RULE, start + 1)
+        seg = fired[start : end if end >= 0 else len(fired)]
+        ev = seg.index(', "evidence": ')
+        out[seg[len(_RULE) + 1 : seg.index('", "points": ')]] = (seg[:ev], seg[ev : seg.index(', "indicators": ', ev)])
+        start = end
+    return out
+
+
 def _change(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    before = {f["rule_id"]: f for f in json.loads(old["fired"])}
-    after = {f["rule_id"]: f for f in json.loads(new["fired"])}
+    before, after = _rules(old["fired"]), _rules(new["fired"])
     out: dict[str, Any] = {
         "tier": [old["tier"], new["tier"]],
         "score": [old["score"], new["score"]],
         "rules_added": [r for r in after if r not in before],
         "rules_removed": [r for r in before if r not in after],
-        "evidence_changed": [r for r in after if r in before and after[r] != before[r]],
+        "effect_changed": [r for r in after if r in before and after[r][0] != before[r][0]],
+        "evidence_changed": [r for r in after if r in before and after[r][1] != before[r][1]],
     }
     if (old["policy_version"], old["policy_agency"]) != (new["policy_version"], new["policy_agency"]):
         out["policy"] = {"from": {"name": old["policy_name"], "version": old["policy_version"], "agency": old["policy_agency"]},
