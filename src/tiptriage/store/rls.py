@@ -28,10 +28,12 @@ REPORT_SCOPED = {
     "report_accounts": "report_id",
     "bundle_reports": "report_id",
     "preservation_requests": "report_id",
+    "report_indicators": "report_id",
+    "assessment_history": "report_id",
 }
 READ_WRITE = ["hash_banks", "hash_entries", "hash_imports", "subjects", "subject_accounts", "account_links", "link_decisions",
               "bundles", "viral_hashes", "agency_records", "route_events", "case_events", "deconfliction_notices", "report_agency",
-              "submissions", "submission_documents", "blobs", "blob_chunks", "quarantine", "store_meta", "users", "sessions", "audit_head"]
+              "submissions", "submission_documents", "blobs", "blob_chunks", "quarantine", "store_meta", "users", "sessions", "audit_head", "agency_policies"]
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
