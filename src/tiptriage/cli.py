@@ -796,9 +796,7 @@ def _print_preservation(store: Store, report_id: str) -> None:
 
     report = store.get_report(report_id)
     assert report is not None
-    requests = [dl.PreservationRequest(provider=p["provider"], sent_at=p["sent_at"], renewed_at=p["renewed_at"], reference=p["reference"])
-                for p in store.preservation.of(report_id)]
-    for d in dl.report_deadlines(report, requests, datetime.now(UTC)):
+    for d in dl.report_deadlines(report, pipeline.preservation_requests(store, report_id), datetime.now(UTC)):
         out.print(f"  {d.label} ({d.provider or '-'}): until {d.expires_at:%Y-%m-%d %H:%M %Z} — {d.warning.text}", highlight=False)
 
 

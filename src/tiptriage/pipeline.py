@@ -861,6 +861,14 @@ def deconflict(store: Store) -> int:
 # -- lead packages ----------------------------------------------------------------------------------
 
 
+def preservation_requests(store: Store, report_id: str) -> list[Any]:
+    """The § 2703(f) requests recorded for a report, as the deadline arithmetic takes them."""
+    from tiptriage.packages import deadlines as dl
+
+    return [dl.PreservationRequest(provider=p["provider"], sent_at=p["sent_at"], renewed_at=p["renewed_at"], reference=p["reference"])
+            for p in store.preservation.of(report_id)]
+
+
 def build_package(store: Store, report_id: str, by: str, now: datetime | None = None) -> Any:
     """Gather what an investigator needs about one report into a PackageData (never imagery)."""
     from tiptriage.assess.policy import Assessment, FiredRule
@@ -913,8 +921,7 @@ def build_package(store: Store, report_id: str, by: str, now: datetime | None = 
                          alternatives=r["alternatives"]) if r else None
     mode = dl.gate_mode_for(r["agency_id"] if r else None)
     notices = store.work.notices_for(report_id=report_id)
-    requests = [dl.PreservationRequest(provider=p["provider"], sent_at=p["sent_at"], renewed_at=p["renewed_at"], reference=p["reference"])
-                for p in store.preservation.of(report_id)]
+    requests = preservation_requests(store, report_id)
     return pm.PackageData(
         report=report, assessment=assessment, subject=subject, identifiers=list(idents.values()), ip_events=ip_events,
         hash_matches=matches, routing=routing, deadlines=dl.report_deadlines(report, requests, now), preservation_requests=requests,

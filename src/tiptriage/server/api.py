@@ -31,6 +31,7 @@ from typing import Annotated, Any, Final, Literal
 
 from fastapi import Body, FastAPI, File, Form, Query, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import UploadFile as StarletteUpload  # what page forms give; FastAPI's is a subclass
 
 from tiptriage import pipeline
 from tiptriage.audit.chain import VerifyResult
@@ -176,7 +177,7 @@ def case_view(case: dict[str, Any], now: datetime) -> CaseView:
                             for e in case["events"]])
 
 
-def _save_upload(upload: UploadFile, folder: Path) -> Path:
+def _save_upload(upload: StarletteUpload, folder: Path) -> Path:
     """Copy the upload to ``folder`` under a neutral name (the client's file name is never trusted as a path)."""
     suffix = "".join(c for c in Path(upload.filename or "").suffix.lower() if c.isalnum() or c == ".")[:8]
     target = folder / f"upload{suffix}"
@@ -313,15 +314,7 @@ def add_api_routes(app: FastAPI, ctx: Context, caller: Any, csrf_doc: list[Any])
                        fmt: Annotated[Literal["auto", "vics", "ncmec", "csv"], Form(alias="format")] = "auto",
                        negative: Annotated[bool, Form()] = False) -> HashSetImported:
         ctx.require(who, Action.ADMIN_HASHSETS, "hashset", name)
-        with tempfile.TemporaryDirectory(prefix="tiptriage-upload-") as tmp:
-            path = _save_upload(file, Path(tmp))
-            try:
-                res = pipeline.import_hashset(ctx.intake, path, name, fmt, negative=negative)
-            except (ValueError, OSError) as exc:
-                ctx.audit(who, "change", "failed", object_type="hashset", object_id=name, reason=str(exc)[:300])
-                raise Problem(400, "hashset-refused", "Bad request", str(exc)[:1000]) from None
-        ctx.audit(who, "change", object_type="hashset", object_id=name, added=res.added, updated=res.updated, removed=res.removed,
-                  refused=res.refused)
+        res = import_hashset_upload(ctx, who, name, file, fmt, negative)
         return HashSetImported(bank=name, added=res.added, updated=res.updated, removed=res.removed, refused=res.refused,
                                refusals=res.refusals[:100])
 
@@ -336,6 +329,21 @@ def add_api_routes(app: FastAPI, ctx: Context, caller: Any, csrf_doc: list[Any])
                   duplicates=res.duplicates)
         errors = [{k: str(v) for k, v in e.items() if k != "path"} for e in res.errors]
         return SubmissionReceipt(accepted=res.accepted, duplicates=res.duplicates, quarantined=res.quarantined, errors=errors[:100])
+
+
+def import_hashset_upload(ctx: Context, who: Principal, name: str, upload: StarletteUpload, fmt: str, negative: bool = False) -> Any:
+    """An uploaded hash-set file into bank ``name`` through the intake store, bounded in size, audited either way; a refused
+    file is a 400 problem naming the reason. Shared by the API and the administration page."""
+    with tempfile.TemporaryDirectory(prefix="tiptriage-upload-") as tmp:
+        path = _save_upload(upload, Path(tmp))
+        try:
+            res = pipeline.import_hashset(ctx.intake, path, name, fmt, negative=negative)
+        except (ValueError, OSError) as exc:
+            ctx.audit(who, "change", "failed", object_type="hashset", object_id=name, reason=str(exc)[:300])
+            raise Problem(400, "hashset-refused", "Bad request", str(exc)[:1000]) from None
+    ctx.audit(who, "change", object_type="hashset", object_id=name, added=res.added, updated=res.updated, removed=res.removed,
+              refused=res.refused)
+    return res
 
 
 def verification(result: VerifyResult) -> AuditVerification:

@@ -20,10 +20,8 @@ from __future__ import annotations
 import functools
 import json
 import secrets
-import tempfile
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, urlencode
 
@@ -38,6 +36,7 @@ from tiptriage import pipeline
 from tiptriage.assess.policy import PolicyError
 from tiptriage.hashes.overview import bank_overview
 from tiptriage.server import svg
+from tiptriage.server.api import import_hashset_upload
 from tiptriage.server.auth import CSRF_COOKIE, SESSION_COOKIE, Action, AuthError, Principal, allowed, audit_name
 from tiptriage.server.context import Context
 from tiptriage.server.problems import Problem
@@ -417,14 +416,10 @@ def add_web_routes(app: FastAPI, ctx: Context) -> None:
                           error="A bank name is letters, digits, '.', '_' or '-'.")
         if not isinstance(upload, UploadFile) or fmt not in ("auto", "vics", "ncmec", "csv"):
             return render(request, "admin.html", who, 400, **admin_values(who), result=None, error="Choose a hash-set file and its format.")
-        with tempfile.TemporaryDirectory(prefix="tiptriage-upload-") as tmp:
-            path = Path(tmp) / "upload"
-            path.write_bytes(await upload.read())
-            try:
-                res = pipeline.import_hashset(ctx.intake, path, name, fmt)
-            except (ValueError, OSError) as exc:
-                ctx.audit(who, "change", "failed", object_type="hashset", object_id=name, reason=str(exc)[:300])
-                return render(request, "admin.html", who, 400, **admin_values(who), result=None, error=str(exc)[:1000])
-        ctx.audit(who, "change", object_type="hashset", object_id=name, added=res.added, updated=res.updated, removed=res.removed,
-                  refused=res.refused)
+        try:
+            res = import_hashset_upload(ctx, who, name, upload, fmt)
+        except Problem as exc:
+            if exc.status != 400:
+                raise
+            return render(request, "admin.html", who, 400, **admin_values(who), result=None, error=exc.detail)
         return render(request, "admin.html", who, **admin_values(who), result=res, error=None)
