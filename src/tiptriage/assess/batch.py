@@ -56,8 +56,9 @@ class Policies:
 
 
 def row(report_id: str, tier: int, score: int, choice: PolicyChoice, fired: str, indicators: str, now: datetime) -> dict[str, Any]:
+    """An ``assessments`` row; ``own_tier`` is the tier until a linked report's tier lifts it (``pipeline.assess``)."""
     return {"report_id": report_id, "tier": tier, "score": score, "policy_name": choice.policy.name, "policy_version": choice.version,
-            "fired": fired, "indicators": indicators, "assessed_at": now, "policy_agency": choice.agency}
+            "fired": fired, "indicators": indicators, "assessed_at": now, "policy_agency": choice.agency, "own_tier": tier}
 
 
 def assess_report(report_id: str, indicators: Mapping[str, Indicator], choice: PolicyChoice, now: datetime) -> dict[str, Any]:

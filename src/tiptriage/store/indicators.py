@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from numpy.typing import NDArray
 
 from tiptriage.assess.indicators import FACTS_VERSION, STATIC_INDICATORS, Context, ReportFacts, StaticIndicators
+from tiptriage.store import queue_keys
 from tiptriage.store.bulk import insert_rows
 from tiptriage.store.crypto import Cipher, cipher_of
 from tiptriage.store.schema import (
@@ -47,7 +48,7 @@ CHUNK = 900  # ids per IN list: under SQLite's oldest limit of 999 bound values 
 # an assessment is rewritten when any of these differ; it goes to the history when one of the first four does, or a rule
 # fires or stops, weighs differently or has other evidence (``_rules``: not when only a value it read moved, as the days
 # since the incident do every day)
-_COMPARED = ("tier", "score", "policy_version", "policy_agency", "fired", "policy_name", "indicators")
+_COMPARED = ("tier", "score", "policy_version", "policy_agency", "fired", "policy_name", "indicators", "own_tier")
 _SHOWN = _COMPARED[:4]
 _MATCH_KEYS = ("file_id", "bank", "match_type", "distance", "series", "victim_identified", "suppressed_by")
 _LOCATION_KEYS = ("city", "region", "country_code", "confidence", "needs_review")
@@ -325,6 +326,7 @@ class IndicatorRepository:
                 conn.execute(assessments.delete().where(assessments.c.report_id.in_(part)))
             insert_rows(conn, assessments, list(changed))
             insert_rows(conn, assessment_history, history)
+            queue_keys.refresh(conn, [r["report_id"] for r in changed])
         return len(changed), len(history)
 
     def history(self, report_id: str) -> list[dict[str, Any]]:

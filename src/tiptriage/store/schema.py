@@ -316,6 +316,9 @@ assessments = sa.Table(
     sa.Column("indicators", sa.Text, nullable=False),  # JSON: every indicator with its evidence
     sa.Column("assessed_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("policy_agency", sa.String(64)),  # whose policy produced it (agency_policies); NULL: the default policy (migration 0009)
+    # the tier from the report's own indicators, before a linked report's tier lifts it (migration 0011); a subject's
+    # reports lift each other on this, never on a lifted tier, so one lift cannot feed another
+    sa.Column("own_tier", sa.Integer),
 )
 sa.Index("ix_assessments_queue", assessments.c.tier, assessments.c.score)
 

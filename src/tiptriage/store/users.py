@@ -86,9 +86,16 @@ report_agency = sa.Table(
     sa.Column("agency_id", sa.String(64), primary_key=True),
     sa.Column("via", sa.String(16), nullable=False),  # routed | deconfliction
     sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=False),
+    # the queue's sort keys, copied from the assessment and the report (store.queue_keys keeps them current), so that one
+    # agency's page is an index range instead of a sort of all its reports (migration 0011); NULL tier: not assessed yet
+    sa.Column("tier", sa.Integer),
+    sa.Column("score", sa.Integer),
+    sa.Column("received_at", sa.DateTime(timezone=True)),
     sa.CheckConstraint(f"via IN ({_via_list})", name="ck_report_agency_via"),
 )
 sa.Index("ix_report_agency_agency", report_agency.c.agency_id)
+sa.Index("ix_report_agency_queue", report_agency.c.agency_id, report_agency.c.tier, report_agency.c.score.desc(),
+         report_agency.c.received_at, report_agency.c.report_id)
 
 USER_TABLES: Final = (users, sessions, report_agency)
 
@@ -340,6 +347,9 @@ class ReportAccessRepository:
             ).first()
             if exists is None:
                 conn.execute(report_agency.insert().values(report_id=report_id, agency_id=agency_id, via=via, assigned_at=now))
+                from tiptriage.store import queue_keys  # queue_keys reads this module's table
+
+                queue_keys.refresh(conn, [report_id])
 
     def revoke(self, report_id: str, agency_id: str) -> bool:
         with self.engine.begin() as conn:

@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tiptriage.audit.chain import AuditEvent
+from tiptriage.store import queue_keys
 from tiptriage.store.audit import AuditRepository
 from tiptriage.store.bulk import insert_rows
 from tiptriage.store.crypto import aad, cipher_of
@@ -83,6 +84,7 @@ class WorkRepository:
             insert_rows(conn, cases, [{"id": case_id(r["report_id"]), "report_id": r["report_id"], "agency_id": r["agency_id"], "state": "new",
                                        "assignee": None, "outcome": None, "outcome_reason": None, "opened_at": now, "due_at": r["due_at"],
                                        "updated_at": now} for r in rows])
+            queue_keys.refresh(conn, [r["report_id"] for r in rows])
 
     def case(self, cid: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
@@ -125,6 +127,7 @@ class WorkRepository:
                                                                                          updated_at=now, due_at=due))
                 conn.execute(report_agency.delete().where(report_agency.c.report_id == report_id, report_agency.c.via == "routed"))
                 conn.execute(report_agency.insert().values(report_id=report_id, agency_id=target, via="routed", assigned_at=now))
+                queue_keys.refresh(conn, [report_id])
             conn.execute(report_routes.update().where(report_routes.c.report_id == report_id).values(**values))
 
     def route_of(self, report_id: str) -> dict[str, Any] | None:
