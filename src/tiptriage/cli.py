@@ -589,13 +589,13 @@ def subject_link(
         if not store.links.known_account(a):
             err.print(f"[red]unknown account {a!r}[/]")
             raise typer.Exit(1)
-    store.links.decide("confirm", account_a, account_b, reason, user)
+    _, reassessed = pipeline.decide_link(store, "confirm", account_a, account_b, reason, user)
     # the audit log is kept in clear (it is hash-chained as written): accounts appear there as their keyed hashes, the
     # analyst's reason by its length only; the decision itself, with the reason, is sealed in the link tables
     _audit(store, "decide", "link", f"{store.cipher.index(account_a)}|{store.cipher.index(account_b)}", decision="confirm",
            reason_chars=len(reason))
-    pipeline.link(store)
-    out.print(f"confirmed: {account_a} and {account_b} are subject {store.links.subject_of(account_a)}")
+    out.print(f"confirmed: {account_a} and {account_b} are subject {store.links.subject_of(account_a)}; "
+              f"{reassessed.assessed} reports assessed again, {reassessed.changed} changed")
 
 
 @subject_app.command("split")
@@ -609,10 +609,10 @@ def subject_split(
     if not store.links.known_account(account):
         err.print(f"[red]unknown account {account!r}[/]")
         raise typer.Exit(1)
-    store.links.decide("split", account, None, reason, user)
+    _, reassessed = pipeline.decide_link(store, "split", account, None, reason, user)
     _audit(store, "decide", "link", store.cipher.index(account), decision="split", reason_chars=len(reason))
-    pipeline.link(store)
-    out.print(f"split: {account} is now subject {store.links.subject_of(account)}")
+    out.print(f"split: {account} is now subject {store.links.subject_of(account)}; "
+              f"{reassessed.assessed} reports assessed again, {reassessed.changed} changed")
 
 
 @app.command()

@@ -536,11 +536,14 @@ class AssessResult:
     facts_derived: int = 0  # reports whose static indicators were derived from the report JSON this time
     agency_policies: dict[str, str] = field(default_factory=dict)  # agency -> version, for the agencies with their own policy
     warnings: list[str] = field(default_factory=list)
+    relifted: int = 0  # reports assessed again because a report of their subject went to or from own tier 1
+    cases_retimed: int = 0  # open cases whose SLA clock moved with their report's new tier
 
     def as_json(self) -> dict[str, object]:
         return {"assessed": self.assessed, "by_tier": {str(k): v for k, v in sorted(self.by_tier.items())},
                 "policy_name": self.policy_name, "policy_version": self.policy_version, "changed": self.changed, "history": self.history,
-                "facts_derived": self.facts_derived, "agency_policies": self.agency_policies, "warnings": self.warnings}
+                "facts_derived": self.facts_derived, "agency_policies": self.agency_policies, "warnings": self.warnings,
+                "relifted": self.relifted, "cases_retimed": self.cases_retimed}
 
 
 def load_policies(store: Store, policy_path: Path | None = None, warnings: list[str] | None = None) -> Policies:
@@ -586,22 +589,110 @@ def assess(store: Store, policy_path: Path | None = None, now: datetime | None =
     else:
         ids = store.report_ids()
     size = batch or (2_000 if per_report else 10_000)
-    for i in range(0, len(ids), size):
-        part = ids[i : i + size]
-        # ids from the database come in its order of report ids, so a batch of them may be read as a range
-        ranged = report_ids is None and facts.dense(part)
-        if per_report:  # left as it always ran: the baseline
-            rows = _per_report_rows(store, part, now, policies)
-        else:
-            with _collector_paused():
-                rows = _stored_rows(store, facts, part, now, policies, result, ranged)
-        written, kept = facts.replace(rows, trigger, now, ranged)
-        result.changed += written
-        result.history += kept
-        result.assessed += len(rows)
-        for r in rows:
-            result.by_tier[r["tier"]] = result.by_tier.get(r["tier"], 0) + 1
+    run = _AssessRun(store, facts, policies, now, per_report, result)
+    lift_from = run.batches(ids, size, trigger, ranged_ok=report_ids is None)
+    result.assessed = len(ids)
+    # a report whose own tier went to or from 1 changes the floor of its subject's reports assessed before it (in an
+    # earlier batch, or not in this run): assess those again. A lift never changes an own tier, so this ends; the bound
+    # only guards against a store that changes under the run.
+    for _ in range(3):
+        if not lift_from:
+            break
+        again = sorted(lift_from)
+        lift_from = run.batches(again, size, f"{trigger}; a linked report's own tier went to or from 1", ranged_ok=False)
+        result.relifted += len(again)
+    for rid in ids:  # the tier each report ends with, a lift after its batch included
+        t = run.tiers[rid]
+        result.by_tier[t] = result.by_tier.get(t, 0) + 1
     return result
+
+
+class _SubjectContext:
+    """What a report's subject adds to its context beyond the links: its other reports closed with an arrest and (with
+    ``lifts``) those of own tier 1. Called on a batch's contexts just before they are evaluated, by both assessment paths;
+    it remembers each report's subject reports for the lift."""
+
+    def __init__(self, repo: IndicatorRepository, lifts: dict[str, list[str]] | None = None) -> None:
+        self.repo = repo
+        self.lifts = lifts or {}
+        self.members: dict[str, list[str]] = {}
+
+    def __call__(self, contexts: dict[str, Context]) -> None:
+        arrested = self.repo.arrested({r for c in contexts.values() for r in c.subject_reports})
+        for rid, c in contexts.items():
+            self.members[rid] = list(dict.fromkeys(c.subject_reports))
+            c.subject_arrests = [r for r in self.members[rid] if r in arrested and r != rid]
+            c.subject_tier1 = list(self.lifts.get(rid, ()))
+
+
+@dataclass
+class _AssessRun:
+    """One ``assess`` call: its batches, the lift between a subject's reports, the cases whose tier changed."""
+
+    store: Store
+    facts: IndicatorRepository
+    policies: Policies
+    now: datetime
+    per_report: bool
+    result: AssessResult
+    tiers: dict[str, int] = field(default_factory=dict)  # the tier each report of the run ends with
+    done: set[str] = field(default_factory=set)
+
+    def _rows(self, part: list[str], subject: _SubjectContext, ranged: bool) -> list[dict[str, Any]]:
+        if self.per_report:  # left as it always ran: the baseline
+            return _per_report_rows(self.store, part, self.now, self.policies, subject)
+        with _collector_paused():
+            return _stored_rows(self.store, self.facts, part, self.now, self.policies, self.result, ranged, subject)
+
+    def batches(self, ids: list[str], size: int, trigger: str, ranged_ok: bool) -> set[str]:
+        """Assess ``ids`` batch by batch and store what changed; return the reports to assess again because a report of
+        their subject changed its own tier to or from 1 after they were assessed."""
+        run = set(ids)
+        lift_from: set[str] = set()
+        for i in range(0, len(ids), size):
+            part = ids[i : i + size]
+            # ids from the database come in its order of report ids, so a batch of them may be read as a range
+            ranged = ranged_ok and self.facts.dense(part)
+            before = self.facts.tiers(part)
+            subject = _SubjectContext(self.facts)
+            rows = self._rows(part, subject, ranged)
+            rows = self._lift(part, rows, subject.members)
+            written, kept = self.facts.replace(rows, trigger, self.now, ranged)
+            self.result.changed += written
+            self.result.history += kept
+            moved = [(r["report_id"], before[r["report_id"]][0], int(r["tier"])) for r in rows
+                     if r["report_id"] in before and before[r["report_id"]][0] != r["tier"]]
+            if moved:
+                self.result.cases_retimed += self.store.work.retime(moved, trigger, self.now)
+            inside = set(part)
+            was = {rid for rid, (_, own) in before.items() if own == 1}
+            now1 = {r["report_id"] for r in rows if r["own_tier"] == 1}
+            for flipped in was ^ now1:
+                for s in subject.members.get(flipped, ()):
+                    # the same batch saw the new own tier, a later batch will read it; the rest read the old one
+                    if s not in inside and (s not in run or s in self.done):
+                        lift_from.add(s)
+            self.done |= inside
+            for r in rows:
+                self.tiers[r["report_id"]] = int(r["tier"])
+        return lift_from
+
+    def _lift(self, part: list[str], rows: list[dict[str, Any]], members: dict[str, list[str]]) -> list[dict[str, Any]]:
+        """Assess again, with the indicator ``subject_tier1_reports``, the reports of a subject that has another report of
+        own tier 1 (this batch's own tiers, the stored ones for the rest), keeping each report's own tier."""
+        inside = set(part)
+        outside = {s for rid in part for s in members.get(rid, ()) if s not in inside}
+        tier1 = {r["report_id"] for r in rows if r["own_tier"] == 1}
+        tier1 |= {rid for rid, (_, own) in self.facts.tiers(sorted(outside)).items() if own == 1}
+        lifts = {rid: sorted(s for s in members.get(rid, ()) if s != rid and s in tier1) for rid in part}
+        lifts = {rid: v for rid, v in lifts.items() if v}
+        if not lifts:
+            return rows
+        own = {r["report_id"]: r["own_tier"] for r in rows}
+        again = {r["report_id"]: r for r in self._rows(sorted(lifts), _SubjectContext(self.facts, lifts), False)}
+        for rid, r in again.items():
+            r["own_tier"] = own[rid]
+        return [again.get(r["report_id"], r) for r in rows]
 
 
 @contextmanager
@@ -618,7 +709,7 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _stored_rows(store: Store, repo: IndicatorRepository, ids: list[str], now: datetime, policies: Policies,
-                 result: AssessResult, ranged: bool = False) -> list[dict[str, Any]]:
+                 result: AssessResult, ranged: bool, subject: Callable[[dict[str, Context]], None]) -> list[dict[str, Any]]:
     stored = repo.load_facts(ids, ranged)
     missing = sorted(set(ids) - set(stored.ids))
     if missing:  # first assessment (or a new extractor, or a new index key): derive the static indicators once, and keep them
@@ -631,22 +722,58 @@ def _stored_rows(store: Store, repo: IndicatorRepository, ids: list[str], now: d
             result.facts_derived += len(derived)
         stored = repo.load_facts(ids, ranged)
     contexts = repo.contexts(stored.ids, dict(zip(stored.ids, stored.record_keys, strict=True)), ranged)
+    subject(contexts)
     return assess_stored(stored.ids, stored.columns, stored.static_json, stored.facts, contexts, repo.routes(stored.ids, ranged), policies, now)
 
 
-def _per_report_rows(store: Store, ids: list[str], now: datetime, policies: Policies) -> list[dict[str, Any]]:
+def _per_report_rows(store: Store, ids: list[str], now: datetime, policies: Policies,
+                     subject: Callable[[dict[str, Context]], None]) -> list[dict[str, Any]]:
     repo = store.assessments
     ctx_rows = repo.context_rows(ids)
     routes = IndicatorRepository(store.engine).routes(ids)
-    rows = []
-    for report in store.get_reports(ids):
+    reports = store.get_reports(ids)
+    contexts: dict[str, Context] = {}
+    for report in reports:
         c = ctx_rows[report.id]
-        ctx = Context(hash_summary=c.get("hash_summary"), matches=c["matches"], subject_id=c.get("subject_id"),
-                      subject_reports=c["subject_reports"], subject_services=c["subject_services"], bundle=c.get("bundle"),
-                      location=c.get("location"), records=repo.records_for(record_keys(report)),
-                      deconfliction=c.get("deconfliction", []))
-        rows.append(assess_report(report.id, extract(report, ctx, now), policies.for_route(routes.get(report.id)), now))
-    return rows
+        contexts[report.id] = Context(hash_summary=c.get("hash_summary"), matches=c["matches"], subject_id=c.get("subject_id"),
+                                      subject_reports=c["subject_reports"], subject_services=c["subject_services"], bundle=c.get("bundle"),
+                                      location=c.get("location"), records=repo.records_for(record_keys(report)),
+                                      deconfliction=c.get("deconfliction", []))
+    subject(contexts)
+    return [assess_report(report.id, extract(report, contexts[report.id], now), policies.for_route(routes.get(report.id)), now)
+            for report in reports]
+
+
+def reassess_subjects(store: Store, report_ids: Iterable[str], trigger: str) -> AssessResult:
+    """Assess again the assessed reports of the subjects of ``report_ids`` (those reports included): what one of them
+    became (an outcome, a new link, a split) is context for the others."""
+    repo = IndicatorRepository(store.engine)
+    members = repo.subject_reports(report_ids)
+    ids = sorted(repo.tiers(sorted({r for ms in members.values() for r in ms})))
+    return assess(store, report_ids=ids, trigger=trigger)
+
+
+def decide_link(store: Store, kind: str, account_a: str, account_b: str | None, reason: str, user: str) -> tuple[LinkResult, AssessResult]:
+    """An analyst's link decision (``confirm`` two accounts as one person, or ``split`` one off): kept, subjects rebuilt,
+    and the reports of every subject the accounts belonged to before or belong to after assessed again, since what
+    their subject has reported changed."""
+    accounts = [a for a in (account_a, account_b) if a]
+
+    def reports_of_subjects() -> set[str]:
+        out: set[str] = set()
+        for a in accounts:
+            sid = store.links.subject_of(a)
+            subj = store.links.subject(sid) if sid is not None else None
+            if subj is not None:
+                out |= {str(r["report_id"]) for r in subj["report_accounts"]}
+        return out
+
+    before = reports_of_subjects()
+    store.links.decide(kind, account_a, account_b, reason, user)
+    linked = link(store)
+    touched = before | reports_of_subjects()
+    ids = sorted(IndicatorRepository(store.engine).tiers(sorted(touched)))
+    return linked, assess(store, report_ids=ids, trigger=f"link decision by {user}: {kind}")
 
 
 # -- per-agency policies ------------------------------------------------------------------------------

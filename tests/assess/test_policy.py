@@ -46,7 +46,7 @@ EXPECTED_INDICATORS = {
     "offence_production": "bool", "offence_distribution": "bool", "offence_possession": "bool", "offence_viewing": "bool",
     "days_since_incident": "int", "repeat_subject": "bool", "subject_reports": "int", "subject_services": "int",
     "viral_bundle": "bool", "location_resolved": "bool", "location_confidence": "float", "access_to_children": "bool",
-    "prior_contact_offence": "bool", "deconfliction": "bool",
+    "prior_contact_offence": "bool", "deconfliction": "bool", "subject_tier1_reports": "int", "subject_arrest": "bool",
 }
 
 

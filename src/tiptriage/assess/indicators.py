@@ -11,6 +11,8 @@ rule that fires can say exactly why. Definitions that are our own choices are st
   uploaded (an upload event or time on the file) and that the provider did not mark as a meme or viral;
   *distribution* — a file publicly available, or files sent to intended recipients; *possession* — files
   held by the account otherwise; *viewing* — live streaming, or a web-page incident without files;
+- subject lift: a report whose subject has another report of tier 1 *on that report's own indicators* (its ``own_tier``)
+  counts those reports; the lift itself never counts, so a lifted report cannot lift another;
 - planned meeting: a neutral phrase rule (``data/meeting_phrases.json``) over the escalation text and
   the additional information, or a non-internet incident location given by the provider.
 
@@ -62,6 +64,10 @@ class Context:
     location: dict[str, Any] | None = None
     records: list[dict[str, Any]] = field(default_factory=list)  # agency records of known persons that match
     deconfliction: list[dict[str, Any]] = field(default_factory=list)  # notices: another agency holds this subject
+    # the subject's other reports whose own tier is 1 (``pipeline.assess`` fills it in a second pass over the batch)
+    subject_tier1: list[str] = field(default_factory=list)
+    # the subject's other reports whose case closed with an arrest
+    subject_arrests: list[str] = field(default_factory=list)
 
 
 @cache
@@ -92,7 +98,8 @@ CONTEXT_INDICATORS: dict[str, str] = {
     "novel_uploaded_files": "int", "known_files": "int", "unidentified_victim_series": "bool", "offence_production": "bool",
     "offence_possession": "bool", "days_since_incident": "int", "repeat_subject": "bool", "subject_reports": "int",
     "subject_services": "int", "viral_bundle": "bool", "location_resolved": "bool", "location_confidence": "float",
-    "access_to_children": "bool", "prior_contact_offence": "bool", "deconfliction": "bool",
+    "access_to_children": "bool", "prior_contact_offence": "bool", "deconfliction": "bool", "subject_tier1_reports": "int",
+    "subject_arrest": "bool",
 }
 # Every indicator the extractor derives, with its type: a policy may read these and nothing else.
 VOCABULARY: dict[str, str] = {**STATIC_INDICATORS, **CONTEXT_INDICATORS}
@@ -242,6 +249,10 @@ def context_values(facts: ReportFacts, ctx: Context, now_us: int) -> dict[str, t
     out["prior_contact_offence"] = (bool(contact), [f"agency record {r['record_id']} ({r['matched_on']})" for r in contact])
     out["deconfliction"] = (bool(ctx.deconfliction),
                             [f"subject {n['subject_id']} also has case {n['other_case_ref']} at {n['other_agency_id']}" for n in ctx.deconfliction])
+    lifting = sorted(r for r in set(ctx.subject_tier1) if r != rid)
+    out["subject_tier1_reports"] = (len(lifting), [f"linked report {r} (subject {ctx.subject_id}) is tier 1 on its own indicators" for r in lifting[:20]])
+    arrests = sorted(r for r in set(ctx.subject_arrests) if r != rid)
+    out["subject_arrest"] = (bool(arrests), [f"linked report {r} (subject {ctx.subject_id}): case closed with outcome arrest" for r in arrests[:20]])
     return out
 
 

@@ -13,7 +13,7 @@ the reason it was assessed again.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,6 +32,7 @@ from tiptriage.store.schema import (
     assessments,
     bundle_reports,
     bundles,
+    cases,
     deconfliction_notices,
     file_matches,
     report_accounts,
@@ -261,6 +262,45 @@ class IndicatorRepository:
         if found:
             for rid in ids:
                 out[rid].records = [rec for k in record_keys.get(rid, ()) for rec in found.get(k, ())]
+        return out
+
+    def tiers(self, ids: Sequence[str]) -> dict[str, tuple[int, int | None]]:
+        """Stored (tier, own tier) of those of ``ids`` that are assessed."""
+        out: dict[str, tuple[int, int | None]] = {}
+        with self.engine.connect() as conn:
+            for part in chunks(sorted(set(ids))):
+                q = sa.select(assessments.c.report_id, assessments.c.tier, assessments.c.own_tier).where(assessments.c.report_id.in_(part))
+                out.update({str(r[0]): (int(r[1]), None if r[2] is None else int(r[2])) for r in conn.execute(q)})
+        return out
+
+    def arrested(self, ids: Iterable[str]) -> set[str]:
+        """Those of ``ids`` whose case was closed with the outcome arrest."""
+        out: set[str] = set()
+        with self.engine.connect() as conn:
+            for part in chunks(sorted(set(ids))):
+                q = sa.select(cases.c.report_id).where(cases.c.report_id.in_(part), cases.c.outcome == "arrest")
+                out.update(str(r[0]) for r in conn.execute(q))
+        return out
+
+    def subject_reports(self, ids: Iterable[str]) -> dict[str, set[str]]:
+        """Report -> every report of its subject (itself included); a report not linked to a subject maps to itself."""
+        wanted = sorted(set(ids))
+        out: dict[str, set[str]] = {r: {r} for r in wanted}
+        with self.engine.connect() as conn:
+            subject_of: dict[str, set[str]] = {}
+            for part in chunks(wanted):
+                q = (sa.select(report_accounts.c.report_id, subject_accounts.c.subject_id)
+                     .select_from(report_accounts.join(subject_accounts, subject_accounts.c.account_key == report_accounts.c.account_key))
+                     .where(report_accounts.c.report_id.in_(part)))
+                for rid, sid in conn.execute(q):
+                    subject_of.setdefault(str(sid), set()).add(str(rid))
+            for part in chunks(sorted(subject_of)):
+                q = (sa.select(subject_accounts.c.subject_id, report_accounts.c.report_id)
+                     .select_from(subject_accounts.join(report_accounts, report_accounts.c.account_key == subject_accounts.c.account_key))
+                     .where(subject_accounts.c.subject_id.in_(part)))
+                for sid, rid in conn.execute(q):
+                    for own in subject_of[str(sid)]:
+                        out[own].add(str(rid))
         return out
 
     def routes(self, ids: Sequence[str], ranged: bool = False) -> dict[str, str]:

@@ -32,6 +32,7 @@ from tiptriage.store.schema import (
 )
 from tiptriage.store.times import aware as _aware
 from tiptriage.store.users import report_agency
+from tiptriage.work.states import retimed_due
 
 
 class CaseConflict(RuntimeError):
@@ -40,6 +41,10 @@ class CaseConflict(RuntimeError):
 
 def case_id(report_id: str) -> str:
     return "C-" + hashlib.sha1(report_id.encode()).hexdigest()[:10]
+
+
+def _minutes(d: datetime | None) -> str:
+    return d.isoformat(timespec="minutes") if d is not None else "none"
 
 
 class WorkRepository:
@@ -111,6 +116,29 @@ class WorkRepository:
             conn.execute(case_events.insert().values(case_id=cid, at=now, **event))
             if audit is not None:
                 audit[0].append_in(conn, [audit[1]])
+
+    def retime(self, moved: list[tuple[str, int, int]], trigger: str, at: datetime) -> int:
+        """Move the SLA deadline of the open cases of reports whose tier changed ((report, old tier, new tier)), each with a
+        case event that says why; returns how many cases moved."""
+        tiers = {rid: (old, new) for rid, old, new in moved}
+        n = 0
+        with self.engine.begin() as conn:
+            for part in [sorted(tiers)[i : i + 900] for i in range(0, len(tiers), 900)]:
+                q = sa.select(cases.c.id, cases.c.report_id, cases.c.state, cases.c.opened_at, cases.c.due_at).where(
+                    cases.c.report_id.in_(part), cases.c.state != "closed")
+                for c in conn.execute(q).mappings().all():
+                    old, new = tiers[c["report_id"]]
+                    due = _aware(c["due_at"])
+                    fresh = retimed_due(old, new, _aware(c["opened_at"]), due, at)
+                    if fresh == due:
+                        continue
+                    conn.execute(cases.update().where(cases.c.id == c["id"]).values(due_at=fresh, updated_at=at))
+                    note = f"tier {old} -> {new}: due {_minutes(due)} -> {_minutes(fresh)} ({trigger[:500]})"
+                    conn.execute(case_events.insert().values(case_id=c["id"], from_state=c["state"], to_state=c["state"],
+                                                             by="tiptriage (re-assessment)", at=at,
+                                                             note=self._seal("case_events", "note", c["id"], note)))
+                    n += 1
+        return n
 
     def route_action(self, report_id: str, action: str, by: str, reason: str, to_agency: str | None, due: datetime | None) -> None:
         now = datetime.now(UTC)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tiptriage import pipeline
 from tiptriage.audit.chain import AuditEvent
 from tiptriage.store import Store
 from tiptriage.work.states import TransitionError, check_outcome, check_transition
@@ -73,10 +74,15 @@ def move(store: Store, ref: str, target: str, actor: Actor, note: str | None = N
     return _apply(store, case, target, values, actor, note)
 
 
-def close(store: Store, ref: str, outcome: str, reason: str | None, actor: Actor, scope: str | None = None) -> dict[str, Any]:
-    """Close a case with its outcome; outcomes feed the evaluation and the statistics."""
+def close(store: Store, ref: str, outcome: str, reason: str | None, actor: Actor, scope: str | None = None,
+          reassess_in: Store | None = None) -> dict[str, Any]:
+    """Close a case with its outcome; outcomes feed the evaluation and the statistics, and the reports of the same subject
+    are assessed again with it (in ``reassess_in``, default ``store``: the service passes its owner store, since the
+    subject's other reports may be routed to other agencies, whose rows an agency's connection cannot see)."""
     case = find(store, ref, scope)
     check_transition(str(case["state"]), "closed")
     check_outcome(outcome, reason)
     note = f"outcome {outcome}" + (f": {reason}" if reason else "")
-    return _apply(store, case, "closed", {"outcome": outcome, "outcome_reason": reason}, actor, note, case_outcome=outcome)
+    closed = _apply(store, case, "closed", {"outcome": outcome, "outcome_reason": reason}, actor, note, case_outcome=outcome)
+    pipeline.reassess_subjects(reassess_in or store, [str(case["report_id"])], f"case {case['id']} closed with outcome {outcome} by {actor.user}")
+    return closed

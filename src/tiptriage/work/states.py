@@ -56,6 +56,23 @@ def due_at(tier: int, opened_at: datetime) -> datetime | None:
     return opened_at + timedelta(hours=float(h)) if h is not None else None
 
 
+def retimed_due(old_tier: int, new_tier: int, opened_at: datetime, old_due: datetime | None, at: datetime) -> datetime | None:
+    """An open case's SLA deadline after its report's tier changes at ``at``.
+
+    More urgent: the new tier's clock runs from the change (nobody could act on the new tier before it existed), but the
+    deadline never moves later than it was. Less urgent: the deadline the case would have had at the new tier from the
+    start, never earlier than it was. A tier without a clock (tier 4) has no deadline."""
+    if due_at(new_tier, opened_at) is None:
+        return None
+    if new_tier < old_tier:
+        fresh = due_at(new_tier, at)
+        assert fresh is not None
+        return fresh if old_due is None else min(old_due, fresh)
+    relaxed = due_at(new_tier, opened_at)
+    assert relaxed is not None
+    return relaxed if old_due is None else max(old_due, relaxed)
+
+
 def aging(due: datetime | None, now: datetime) -> str:
     """"overdue", "due soon" (within a quarter of a day) or "on time"."""
     if due is None:
