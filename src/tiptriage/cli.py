@@ -636,8 +636,9 @@ def explain(
     policy = {"name": a["policy_name"], "version": a["policy_version"], "agency_id": agency, "source": "agency" if agency else "default",
               "set_by": set_row.set_by if set_row else None, "set_at": set_row.set_at.isoformat() if set_row else None}
     history = IndicatorRepository(store.engine).history(report_id)
+    changes = pipeline.tier_changes(store, a)
     if as_json:
-        _emit_json({**a, "policy": policy, "history": history})
+        _emit_json({**a, "policy": policy, "history": history, "tier_changes": changes})
         return
     whose = f"agency {agency}'s own policy" + (f", set by {set_row.set_by} at {set_row.set_at:%Y-%m-%d %H:%M}" if set_row else "") \
         if agency else "the default policy"
@@ -653,6 +654,19 @@ def explain(
             out.print(f"      evidence: {ev}", highlight=False)
     if not a["fired"]:
         out.print("  no rule fired: the policy's default tier applies")
+    if a.get("own_tier") is not None and a["own_tier"] != a["tier"]:
+        out.print(f"  on its own indicators tier {a['own_tier']}; a linked report's tier lifts it (subject-has-tier1-report)")
+    if changes is None:
+        out.print("  what would change the tier: the policy that produced this assessment is no longer in force; assess again to see")
+    else:
+        by = ", ".join(changes["set_by"]) or "the policy's default tier"
+        out.print(f"  [bold]what would change the tier[/]: tier {changes['tier']} is set by {by}"
+                  + (f"; without it, tier {changes['without']}" if changes["set_by"] and changes["without"] != changes["tier"] else ""),
+                  highlight=False)
+        for e in changes["more_urgent"][:6]:
+            out.print(f"      tier {e['tier']} if {e['rule_id']} fired: {e['when']}", highlight=False)
+        for e in changes["less_urgent"][:3]:
+            out.print(f"      tier {e['tier']} if {e['rule_id']} fired: {e['when']}", highlight=False)
     for h in history[:10]:
         c = h["change"]
         parts = [f"tier {c['tier'][0]} -> {c['tier'][1]}" if c["tier"][0] != c["tier"][1] else f"tier {c['tier'][0]}",

@@ -23,7 +23,7 @@ from typing import Any
 
 from tiptriage.assess.batch import Policies, PolicyChoice, assess_report, assess_stored
 from tiptriage.assess.indicators import Context, extract, report_facts, vocabulary_errors
-from tiptriage.assess.policy import Indicator, Policy, PolicyError, diff_rankings, load_policy
+from tiptriage.assess.policy import Indicator, Policy, PolicyError, diff_rankings, load_policy, what_would_change
 from tiptriage.enrich.geo import GeoSources, LocationEstimate, estimate_location
 from tiptriage.enrich.identifiers import account_identifiers, esp_account_key, normalize_email, normalize_phone, normalize_username
 from tiptriage.hashes import formats as hs_formats
@@ -742,6 +742,23 @@ def _per_report_rows(store: Store, ids: list[str], now: datetime, policies: Poli
     subject(contexts)
     return [assess_report(report.id, extract(report, contexts[report.id], now), policies.for_route(routes.get(report.id)), now)
             for report in reports]
+
+
+def tier_changes(store: Store, a: dict[str, Any]) -> dict[str, Any] | None:
+    """What sets a stored assessment's tier and what would change it (``assess.policy.what_would_change``), under the
+    policy that produced it: the agency's from its history, or the default when that version is the one in force. None
+    when that policy can no longer be loaded (an older default): assess again to see."""
+    agency = a.get("policy_agency")
+    if agency:
+        found = PolicyRepository(store.engine).find(agency, a["policy_version"])
+        if found is None:
+            return None
+        policy, version = load_policy(found.text or "")
+    else:
+        policy, version = load_policy(policy_text())
+    if version != a["policy_version"]:
+        return None
+    return what_would_change(policy, {k: Indicator.model_validate(v) for k, v in a["indicators"].items()})
 
 
 def reassess_subjects(store: Store, report_ids: Iterable[str], trigger: str) -> AssessResult:

@@ -156,3 +156,23 @@ def test_splitting_an_account_off_ends_the_lift_of_its_reports(subject: Store) -
     # confirming the link again restores it
     pipeline.decide_link(store, "confirm", "servicel:100", "servicel:101", "same person after all", "analyst-1")
     assert _get(store, "L-3")["tier"] == 2
+
+
+def test_explain_says_what_sets_the_tier_and_what_would_change_it(subject: Store, db_url: str) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    exe = str(Path(sys.executable).parent / "tiptriage")
+    env = {**os.environ, "TIPTRIAGE_DATABASE_URL": db_url, "COLUMNS": "200"}
+    done = subprocess.run([exe, "explain", "L-2", "--json"], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    changes = json.loads(done.stdout)["tier_changes"]
+    # tier 2 comes from the lift; without it, the report's own tier
+    assert changes["set_by"] == [LIFT] and changes["without"] == 3 and changes["tier"] == 2
+    more = {e["rule_id"]: e for e in changes["more_urgent"]}
+    assert more["provider-escalation"]["tier"] == 1 and "escalated" in more["provider-escalation"]["when"]
+    assert all(e["tier"] < 2 for e in changes["more_urgent"]) and LIFT not in more
+    text = subprocess.run([exe, "explain", "L-2"], capture_output=True, text=True, env=env, timeout=120).stdout
+    assert "on its own indicators tier 3" in text and f"tier 2 is set by {LIFT}; without it, tier 3" in text

@@ -1010,6 +1010,41 @@ def _tier_rules(a: Assessment, default_tier: int) -> list[str]:
     return [f.rule_id for f in a.fired if f.tier_cap == a.tier] if a.tier != default_tier else []
 
 
+def _tier_with(default_tier: int, caps: Sequence[int], floors: Sequence[int]) -> int:
+    """The tier from fired caps and floors, as ``_assess`` combines them: caps first, then floors override them."""
+    tier = max([default_tier, *caps])
+    return min([tier, *floors])
+
+
+def what_would_change(policy: Policy, indicators: Mapping[str, Indicator]) -> dict[str, Any]:
+    """What sets a report's tier under ``policy`` and what would change it, for ``explain``:
+
+    - ``set_by``: the fired rules that set the tier (floors, else caps; none: the policy's default tier);
+    - ``without``: the tier if none of those rules fired (the next rules take over);
+    - ``more_urgent``: every rule that did not fire and would make the tier more urgent if it did, with that tier and the
+      condition it needs; ``less_urgent``: likewise for caps that would make it less urgent.
+    """
+    a = evaluate(policy, indicators)
+    fired = {f.rule_id for f in a.fired}
+    caps = [f.tier_cap for f in a.fired if f.tier_cap is not None]
+    floors = [f.tier_floor for f in a.fired if f.tier_floor is not None]
+    set_by = _tier_rules(a, policy.default_tier)
+    without = _tier_with(policy.default_tier, [f.tier_cap for f in a.fired if f.tier_cap is not None and f.rule_id not in set_by],
+                         [f.tier_floor for f in a.fired if f.tier_floor is not None and f.rule_id not in set_by])
+    more: list[dict[str, Any]] = []
+    less: list[dict[str, Any]] = []
+    for r in policy.rules:
+        if r.id in fired:
+            continue
+        t = _tier_with(policy.default_tier, caps + ([r.tier_cap] if r.tier_cap is not None else []),
+                       floors + ([r.tier_floor] if r.tier_floor is not None else []))
+        if t != a.tier:
+            entry = {"rule_id": r.id, "tier": t, "reason": r.reason, "when": json.dumps(r.when.model_dump(), separators=(", ", ": "))}
+            (more if t < a.tier else less).append(entry)
+    more.sort(key=lambda e: e["tier"])
+    return {"tier": a.tier, "set_by": set_by, "without": without, "more_urgent": more, "less_urgent": less}
+
+
 def _effect(f: FiredRule) -> tuple[int, int | None, int | None]:
     return f.points, f.tier_floor, f.tier_cap
 
