@@ -90,3 +90,35 @@ def test_intake_through_the_service_goes_through_the_owner(under_rls: tuple[Stor
         r = client.post("/api/submissions", files={"file": ("r.xml", f, "application/xml")}, headers={CSRF_HEADER: r.json()["csrf_token"]})
     assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
     assert len(owner.report_ids()) == before + 1
+
+
+def test_an_outcome_reassesses_the_subjects_reports_at_another_agency(under_rls: tuple[Store, str, dict[str, list[str]], dict[str, str]]) -> None:
+    """An agency's connection cannot see another agency's rows, yet an outcome is context for the same person's reports
+    wherever they are routed: the service assesses those again through the owner, and tells the caller nothing of them."""
+    import pyotp
+    from fastapi.testclient import TestClient
+
+    from tiptriage import pipeline
+
+    owner, app_url, split, secrets = under_rls
+
+    def account(rid: str) -> str:
+        report = owner.get_report(rid)
+        assert report is not None and report.reported_people
+        return f"{report.reported_people[0].esp_service}:{report.reported_people[0].esp_identifier}".lower()
+
+    mine, theirs = split["agency-a"][0], split["agency-b"][0]
+    pipeline.decide_link(owner, "confirm", account(mine), account(theirs), "one person (test)", "analyst-test")
+    before = owner.assessments.get(theirs)
+    assert before is not None and before["indicators"]["subject_arrest"]["value"] is False
+    client = TestClient(service_app(owner.url, app_url), base_url="https://testserver")
+    name = "investigator-a"
+    r = client.post("/api/login", json={"username": name, "password": PASSWORD, "totp": pyotp.TOTP(secrets[name]).now(), "banner_accepted": True})
+    csrf = {CSRF_HEADER: r.json()["csrf_token"]}
+    assert client.post(f"/api/cases/{mine}/assign", json={"assignee": name}, headers=csrf).status_code == 200
+    r = client.post(f"/api/cases/{mine}/outcome", json={"outcome": "arrest"}, headers=csrf)
+    assert r.status_code == 200, r.text
+    assert theirs not in r.text
+    after = owner.assessments.get(theirs)
+    assert after is not None and after["indicators"]["subject_arrest"]["value"] is True
+    assert "subject-arrested" in {f["rule_id"] for f in after["fired"]}

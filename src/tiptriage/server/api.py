@@ -272,7 +272,8 @@ def add_api_routes(app: FastAPI, ctx: Context, caller: Any, csrf_doc: list[Any])
     def outcome(who: Caller, ref: str, body: Annotated[OutcomeRequest, Body()]) -> CaseView:
         found = ctx.own_case(who, ref)
         ctx.require(who, Action.WORK_CASE, "case", str(found["id"]))
-        return change(who, ref, lambda actor: cases.close(store, str(found["id"]), body.outcome, body.reason, actor, scope=who.user.agency_id))
+        return change(who, ref, lambda actor: cases.close(store, str(found["id"]), body.outcome, body.reason, actor, scope=who.user.agency_id,
+                                                                  reassess_in=ctx.intake))
 
     # -- supervisor, audit ---------------------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ Errors are ``application/problem+json`` (RFC 9457): ``type`` (a tag URI naming t
 
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
@@ -58,6 +58,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyCookie, APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tiptriage.model import Report
 from tiptriage.server.api import add_api_routes
@@ -189,6 +190,41 @@ def _tidy_openapi(schema: dict[str, Any]) -> dict[str, Any]:
 
 # -- the application --------------------------------------------------------------------------------------------
 
+# sent with every answer unless the handler set its own (the pages set a CSP of their own)
+DEFAULT_HEADERS: Final = (
+    (b"cache-control", b"no-store"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"strict-transport-security", b"max-age=31536000"),
+)
+
+
+class _RequestDefaults:
+    """Every HTTP request starts bound to no agency, whatever ran before on this worker (see ``tiptriage.store.rls``), and
+    every answer carries ``DEFAULT_HEADERS``. Plain ASGI rather than two ``@app.middleware("http")`` functions: that
+    wrapper passes each request and answer through an extra task and a memory stream of its own, every time."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        current_agency.set(None)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers += [(name, value) for name, value in DEFAULT_HEADERS if name not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
 
 def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callable[[], datetime] = utc_now,
                intake: Store | None = None) -> FastAPI:
@@ -248,21 +284,7 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         return problem_response(request, 500, None, "Internal error", "The request could not be completed.")
 
-    @app.middleware("http")
-    async def _no_agency_yet(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        current_agency.set(None)  # a request starts bound to no agency, whatever ran before on this worker
-        return await call_next(request)
-
-    @app.middleware("http")
-    async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        response.headers.setdefault("Cache-Control", "no-store")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-        return response
+    app.add_middleware(_RequestDefaults)
 
     # -- dependencies --------------------------------------------------------------------------------------
 

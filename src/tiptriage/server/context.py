@@ -25,7 +25,7 @@ class Context:
     auth: Authenticator
     access: ReportAccessRepository
     views: ServiceViews
-    intake: Store  # writes that come before any agency owns the data: submissions, hash-set imports
+    intake: Store  # writes that come before any agency owns the data (submissions, hash-set imports), and re-assessment across agencies after an outcome
 
     def audit(self, who: Principal, action: str, outcome: str = "ok", *, object_type: str, object_id: str | None, **detail: Any) -> None:
         # an action on no one object (the whole chain, every bank) names "all": the log needs a type and an id together

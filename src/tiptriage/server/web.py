@@ -22,10 +22,12 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any, Final
+from inspect import iscoroutinefunction
+from typing import Any, Final, cast
 from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -112,7 +114,7 @@ def add_web_routes(app: FastAPI, ctx: Context) -> None:
         try:
             who = auth.authenticate(request.cookies.get(SESSION_COOKIE), method=request.method, csrf_token=csrf,
                                     source=_source(request), path=request.url.path)
-            current_agency.set(who.user.agency_id)  # page handlers run in the request's context: see tiptriage.store.rls
+            current_agency.set(who.user.agency_id)  # in the context the handler's queries run in (see page, tiptriage.store.rls)
             return who
         except AuthError as exc:
             if exc.status == 401:
@@ -124,13 +126,18 @@ def add_web_routes(app: FastAPI, ctx: Context) -> None:
         body = templates.get_template(name).render(request=request, who=who, csrf=csrf, **values)
         return _with_csp(HTMLResponse(body, status_code=status))
 
-    def page(handler: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
-        """Turn refusals into pages: a login redirect, or an error page with its status."""
+    def page(handler: Callable[..., Awaitable[Response]] | Callable[..., Response]) -> Callable[..., Awaitable[Response]]:
+        """Turn refusals into pages: a login redirect, or an error page with its status. A plain (not async) handler runs in
+        the thread pool: its database work would otherwise stop the event loop, and every other request with it, while it
+        waits. The agency ``principal`` binds there stays in that thread's copy of the request's context, where the
+        handler's queries run."""
 
         @functools.wraps(handler)
         async def run(request: Request, **kwargs: Any) -> Response:
             try:
-                return await handler(request, **kwargs)
+                if iscoroutinefunction(handler):
+                    return await cast(Callable[..., Awaitable[Response]], handler)(request, **kwargs)
+                return await run_in_threadpool(cast(Callable[..., Response], handler), request, **kwargs)
             except LoginRequired as exc:
                 return RedirectResponse(f"/login?{urlencode({'reason': exc.reason, 'next': request.url.path})}", status_code=303)
             except Problem as exc:
@@ -138,10 +145,10 @@ def add_web_routes(app: FastAPI, ctx: Context) -> None:
 
         return run
 
-    async def form_of(request: Request) -> tuple[Principal, FormData]:
-        form = await request.form()
+    def form_caller(request: Request, form: FormData) -> Principal:
+        """The principal of a form post: the session and the form's CSRF field."""
         csrf = form.get("csrf")
-        return principal(request, csrf if isinstance(csrf, str) else None), form
+        return principal(request, csrf if isinstance(csrf, str) else None)
 
     def text(form: FormData, name: str) -> str:
         value = form.get(name)
@@ -171,9 +178,9 @@ def add_web_routes(app: FastAPI, ctx: Context) -> None:
         if not expected or not secrets.compare_digest(expected, given):
             error = "The login form expired. Please try again."
         else:
-            try:
-                result = auth.login(text(form, "username"), text(form, "password"), text(form, "totp"), form.get("banner") == "accepted",
-                                    _source(request))
+            try:  # argon2 takes tens of milliseconds of CPU by design: not on the event loop
+                result = await run_in_threadpool(auth.login, text(form, "username"), text(form, "password"), text(form, "totp"),
+                                                 form.get("banner") == "accepted", _source(request))
             except AuthError as exc:
                 error = exc.detail if exc.code == "banner-not-accepted" else "Login refused. Check your username, password and code."
             else:
@@ -192,12 +199,16 @@ def add_web_routes(app: FastAPI, ctx: Context) -> None:
     @app.post("/logout", include_in_schema=False)
     @page
     async def logout(request: Request) -> Response:
-        who, _ = await form_of(request)
-        auth.logout(who)
-        response = RedirectResponse("/login?reason=" + quote("You have logged out."), status_code=303)
-        for name, http_only in ((SESSION_COOKIE, True), (CSRF_COOKIE, False)):
-            response.delete_cookie(name, path="/", secure=True, httponly=http_only, samesite="strict")
-        return response
+        form = await request.form()
+
+        def done() -> Response:
+            auth.logout(form_caller(request, form))
+            response = RedirectResponse("/login?reason=" + quote("You have logged out."), status_code=303)
+            for name, http_only in ((SESSION_COOKIE, True), (CSRF_COOKIE, False)):
+                response.delete_cookie(name, path="/", secure=True, httponly=http_only, samesite="strict")
+            return response
+
+        return await run_in_threadpool(done)
 
     # -- the queue -----------------------------------------------------------------------------------------
 
@@ -208,7 +219,7 @@ def add_web_routes(app: FastAPI, ctx: Context) -> None:
 
     @app.get("/queue", include_in_schema=False)
     @page
-    async def queue_page(request: Request) -> Response:
+    def queue_page(request: Request) -> Response:
         who = principal(request)
         _require_queue(who)
         q = request.query_params
@@ -239,7 +250,7 @@ def add_web_routes(app: FastAPI, ctx: Context) -> None:
 
     @app.get("/oncall", include_in_schema=False)
     @page
-    async def oncall(request: Request) -> Response:
+    def oncall(request: Request) -> Response:
         who = principal(request)
         _require_queue(who)
         rows, total = ctx.views.work_list(who.user.agency_id, tier=1, state="open", limit=50)
@@ -281,12 +292,16 @@ def add_web_routes(app: FastAPI, ctx: Context) -> None:
 
     @app.get("/reports/{report_id}", include_in_schema=False)
     @page
-    async def report_page(request: Request, report_id: str) -> Response:
+    def report_page(request: Request, report_id: str) -> Response:
         who = principal(request)
         return render(request, "report.html", who, **detail_values(who, report_id), error=None, done=request.query_params.get("done"))
 
     async def case_change(request: Request, ref: str, do: Callable[[Principal, FormData, dict[str, Any]], dict[str, Any]]) -> Response:
-        who, form = await form_of(request)
+        form = await request.form()
+        return await run_in_threadpool(change_case, request, form, ref, do)
+
+    def change_case(request: Request, form: FormData, ref: str, do: Callable[[Principal, FormData, dict[str, Any]], dict[str, Any]]) -> Response:
+        who = form_caller(request, form)
         found = ctx.own_case(who, ref)
         try:
             moved = do(who, form, found)
@@ -325,8 +340,9 @@ def add_web_routes(app: FastAPI, ctx: Context) -> None:
     async def outcome(request: Request, ref: str) -> Response:
         def do(who: Principal, form: FormData, found: dict[str, Any]) -> dict[str, Any]:
             ctx.require(who, Action.WORK_CASE, "case", str(found["id"]))
+            # the subject's other reports may be another agency's: they are assessed again through the owner store
             return cases.close(ctx.store, str(found["id"]), text(form, "outcome"), text(form, "reason")[:2000] or None, ctx.actor(who),
-                               scope=who.user.agency_id)
+                               scope=who.user.agency_id, reassess_in=ctx.intake)
 
         return await case_change(request, ref, do)
 
@@ -334,7 +350,7 @@ def add_web_routes(app: FastAPI, ctx: Context) -> None:
 
     @app.get("/dashboard", include_in_schema=False)
     @page
-    async def dashboard(request: Request) -> Response:
+    def dashboard(request: Request) -> Response:
         who = principal(request)
         ctx.require(who, Action.READ_DASHBOARD, "dashboard", who.user.agency_id, verb="read")
         f = ctx.views.dashboard(who.user.agency_id, auth.now(), capacity=capacity_per_investigator())
@@ -350,7 +366,7 @@ def add_web_routes(app: FastAPI, ctx: Context) -> None:
 
     @app.get("/audit", include_in_schema=False)
     @page
-    async def audit_view(request: Request) -> Response:
+    def audit_view(request: Request) -> Response:
         who = principal(request)
         ctx.require(who, Action.READ_AUDIT, "audit", who.user.agency_id, verb="read")
         page_no = max(int(request.query_params["page"]) if request.query_params.get("page", "").isdigit() else 1, 1)
@@ -361,7 +377,7 @@ def add_web_routes(app: FastAPI, ctx: Context) -> None:
 
     @app.get("/admin", include_in_schema=False)
     @page
-    async def admin(request: Request) -> Response:
+    def admin(request: Request) -> Response:
         who = principal(request)
         return render(request, "admin.html", who, **admin_values(who), result=None, error=None, done=None)
 
@@ -382,12 +398,16 @@ def add_web_routes(app: FastAPI, ctx: Context) -> None:
     @app.post("/admin/policy", include_in_schema=False)
     @page
     async def admin_policy(request: Request) -> Response:
-        who, form = await form_of(request)
+        form = await request.form()
+        upload = form.get("file")
+        text_in = (await upload.read()).decode("utf-8", errors="replace") if isinstance(upload, UploadFile) and upload.filename else text(form, "text")
+        return await run_in_threadpool(set_policy, request, form, text_in)
+
+    def set_policy(request: Request, form: FormData, text_in: str) -> Response:
+        who = form_caller(request, form)
         agency = who.user.agency_id
         ctx.require(who, Action.ADMIN_POLICY, "agency_policy", agency)
         reset = form.get("reset") == "1"
-        upload = form.get("file")
-        text_in = (await upload.read()).decode("utf-8", errors="replace") if isinstance(upload, UploadFile) and upload.filename else text(form, "text")
         if not reset and not text_in:
             return render(request, "admin.html", who, 400, **admin_values(who), result=None, error="Paste or choose a policy file.")
         try:
@@ -406,7 +426,10 @@ def add_web_routes(app: FastAPI, ctx: Context) -> None:
     @app.post("/admin/hashsets", include_in_schema=False)
     @page
     async def admin_hashset(request: Request) -> Response:
-        who, form = await form_of(request)
+        return await run_in_threadpool(import_hashset, request, await request.form())
+
+    def import_hashset(request: Request, form: FormData) -> Response:
+        who = form_caller(request, form)
         name = text(form, "name")
         ctx.require(who, Action.ADMIN_HASHSETS, "hashset", name or None)
         upload = form.get("file")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -384,3 +385,93 @@ class AuditRepository:
             problem = f"entry {recorded.seq}: its hash is not the one in the recorded head (the chain was rewritten from here or earlier?)"
             return VerifyResult(False, result.checked, max(recorded.seq, 1), problem, end)
         return result
+
+
+@dataclass(eq=False)
+class _Waiting:
+    event: AuditEvent
+    entry: AuditEntry | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+class GroupAppender:
+    """Appends from the many threads of one process (a server's request handlers), written together: while one transaction
+    holds the chain head, the events that arrive meanwhile wait and the next of their callers writes them all in one
+    transaction (``append_many``: one head lock, one commit) instead of one each. Nothing waits on a timer: an append with
+    no other in flight is written at once, alone.
+
+    The chain, its hashing and its verification are those of ``AuditRepository``; only the number of commits changes.
+    ``append`` returns once the caller's own entry is committed (never earlier), so a read is still on record before its
+    answer leaves. An invalid event is refused in its caller's thread before it can join a batch; an error while writing a
+    batch (the database gone, a wrong audit key) is raised to every caller whose event was in it, none of which was
+    written. A change and its entry that must commit together still use ``AuditRepository.append_in``."""
+
+    def __init__(self, repository: AuditRepository, max_batch: int = 256) -> None:
+        self.repository = repository
+        self.max_batch = max_batch
+        self._cond = threading.Condition()
+        self._queue: list[_Waiting] = []
+        self._writing = False
+
+    @property
+    def waiting(self) -> int:
+        """How many events wait for the batch being written to commit (a measure of contention on the chain head)."""
+        with self._cond:
+            return len(self._queue)
+
+    def append(
+        self,
+        user: str,
+        action: str,
+        outcome: str = "ok",
+        *,
+        object_type: str | None = None,
+        object_id: str | None = None,
+        agency: str | None = None,
+        source_address: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> AuditEntry:
+        """As ``AuditRepository.append``: record one event and return the entry as stored."""
+        event = AuditEvent(user=user, action=action, outcome=outcome, object_type=object_type, object_id=object_id, agency=agency,
+                           source_address=source_address, detail=dict(detail or {}))
+        return self.submit(event)
+
+    def submit(self, event: AuditEvent) -> AuditEntry:
+        mine = _Waiting(event)
+        with self._cond:
+            self._queue.append(mine)
+            while not mine.done:
+                if self._writing:
+                    self._cond.wait()
+                    continue
+                # no batch is being written and this event is still waiting: write the oldest waiting ones, this one among
+                # them unless more than a batch came before it (then the loop leads again)
+                self._writing = True
+                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+                self._cond.release()
+                try:
+                    self._write(batch)
+                finally:
+                    self._cond.acquire()
+                    for waiting in batch:
+                        if not waiting.done:  # only when the writer itself was interrupted (KeyboardInterrupt, SystemExit)
+                            waiting.error, waiting.done = AuditError("the audit append was interrupted"), True
+                    self._writing = False
+                    self._cond.notify_all()
+        if mine.error is not None:
+            raise mine.error
+        assert mine.entry is not None
+        return mine.entry
+
+    def _write(self, batch: list[_Waiting]) -> None:
+        try:
+            entries = self.repository.append_many([w.event for w in batch])
+        except Exception as exc:  # every caller in the batch sees the error; none of its events was written
+            with self._cond:
+                for waiting in batch:
+                    waiting.error, waiting.done = exc, True
+            return
+        with self._cond:
+            for waiting, entry in zip(batch, entries, strict=True):
+                waiting.entry, waiting.done = entry, True

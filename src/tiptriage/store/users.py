@@ -369,26 +369,30 @@ class ReportAccessRepository:
             return {r[0]: r[1] for r in conn.execute(q)}
 
     def queue(self, agency_id: str, limit: int, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        """One agency's assessed reports, most urgent first (the order of ``AssessmentRepository.queue``), and how many
-        there are in all. The order is found on narrow columns only and the wide ones (the fired rules) are read for the
-        page's rows alone: sorting 100,000 rows with their evidence spilled to disk and took most of a second."""
-        mine = sa.and_(report_agency.c.report_id == assessments.c.report_id, report_agency.c.agency_id == agency_id)
+        """One agency's assessed reports, most urgent first (tier, score descending, received, report id: the order of
+        ``AssessmentRepository.queue``), and how many there are in all.
+
+        The order and the count come from the agency's own access rows, which carry copies of the sort keys
+        (``store.queue_keys``; NULL tier: not assessed yet): a page is a range of ``ix_report_agency_queue`` and the count an
+        index-only scan, instead of joining and sorting every report the agency sees (a third of a second at 100,000 reports
+        for each page). The wide columns (the fired rules) are then read for the page's rows alone."""
+        ra = report_agency
+        mine = sa.and_(ra.c.agency_id == agency_id, ra.c.tier.is_not(None))
         with self.engine.connect() as conn:
-            total = int(conn.execute(sa.select(sa.func.count()).select_from(assessments.join(report_agency, mine))).scalar_one())
-            order = (
-                sa.select(assessments.c.report_id)
-                .select_from(assessments.join(report_agency, mine).join(reports, reports.c.id == assessments.c.report_id))
-                .order_by(assessments.c.tier, assessments.c.score.desc(), reports.c.received_at, reports.c.id)
-                .limit(limit)
-                .offset(offset)
-            )
+            total = int(conn.execute(assessed_count(agency_id)).scalar_one())
+            if offset >= total:
+                return [], total
+            order = (sa.select(ra.c.report_id).where(mine)
+                     .order_by(ra.c.tier, ra.c.score.desc(), ra.c.received_at, ra.c.report_id)
+                     .limit(limit).offset(offset))
             ids = [str(r[0]) for r in conn.execute(order)]
             if not ids:
                 return [], total
             q = (
                 sa.select(assessments.c.report_id, assessments.c.tier, assessments.c.score, assessments.c.policy_version,
-                          assessments.c.fired, reports.c.incident_type, reports.c.received_at, report_agency.c.via)
-                .select_from(assessments.join(report_agency, mine).join(reports, reports.c.id == assessments.c.report_id))
+                          assessments.c.fired, reports.c.incident_type, reports.c.received_at, ra.c.via)
+                .select_from(assessments.join(ra, sa.and_(ra.c.report_id == assessments.c.report_id, ra.c.agency_id == agency_id))
+                             .join(reports, reports.c.id == assessments.c.report_id))
                 .where(assessments.c.report_id.in_(ids))
             )
             found = {}
@@ -397,3 +401,32 @@ class ReportAccessRepository:
                 found[r["report_id"]] = {**dict(r), "received_at": _aware(r["received_at"]), "fired": fired,
                                          "reasons": [f["reason"] for f in fired]}
         return [found[i] for i in ids if i in found], total
+
+
+def assessed_count(agency_id: str, tier: int | None = None) -> sa.Select[Any]:
+    """How many of the agency's access rows are assessed (of ``tier``, when given), as one statement (one snapshot). Without a
+    tier: every row of the agency less the unassessed ones, since counting on the agency index alone (its keys deduplicated,
+    a few pages) takes a third of the time of counting assessed rows on the wider queue index at 100,000 rows, and the
+    unassessed rows are a short range of the queue index (a NULL tier sorts last)."""
+    ra = report_agency
+    if tier is not None:
+        return sa.select(sa.func.count()).select_from(ra).where(ra.c.agency_id == agency_id, ra.c.tier == tier)
+    every = sa.select(sa.func.count()).select_from(ra).where(ra.c.agency_id == agency_id).scalar_subquery()
+    unassessed = sa.select(sa.func.count()).select_from(ra).where(ra.c.agency_id == agency_id, ra.c.tier.is_(None)).scalar_subquery()
+    return sa.select(every - unassessed)
+
+
+def session_and_user(repository: UserRepository, session_id: str) -> tuple[Session, User | None] | None:
+    """A session and its account in one query: the check every request makes (two round trips and two pooled connections
+    each time, before this). None: no such session; a None user: the account is gone (the session is then void)."""
+    session_cols = [c.label(f"session_{c.name}") for c in sessions.c]
+    q = (sa.select(*session_cols, users).select_from(sessions.outerjoin(users, users.c.id == sessions.c.user_id))
+         .where(sessions.c.id == session_id))
+    with repository.engine.connect() as conn:
+        row = conn.execute(q).mappings().one_or_none()
+    if row is None:
+        return None
+    session = Session(id=row["session_id"], user_id=row["session_user_id"], created_at=_need(row["session_created_at"]),
+                      last_seen_at=_need(row["session_last_seen_at"]), csrf_token_hash=row["session_csrf_token_hash"],
+                      source_address=row["session_source_address"])
+    return session, (_user(row, repository.cipher) if row["id"] is not None else None)
