@@ -98,6 +98,8 @@ def test_an_investigator_and_a_supervisor_work_a_case_in_the_browser(live: tuple
     first = shown[0]
     assert sup_page.url.endswith(f"/reports/{first}")
     assert sup_page.locator("h2#why").is_visible() and sup_page.locator("ol.rules li").count() >= 1
+    assert sup_page.locator("h3#change-h").is_visible()  # what would change the tier
+    assert "is set by" in sup_page.inner_text("section[aria-labelledby=why]")
     assert sup_page.locator("img").count() == 0  # never any imagery
 
     # assign to the investigator

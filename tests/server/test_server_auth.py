@@ -405,6 +405,8 @@ def test_no_role_of_agency_a_can_read_a_report_of_agency_b(seeded: tuple[Env, li
             assert own.status_code == 200 and own.json()["id"] == a_only[0]
             assert explained.status_code == 200 and explained.json()["report_id"] == shared
             assert explained.json()["score"] == sum(f["points"] for f in explained.json()["fired"])
+            changes = explained.json()["tier_changes"]  # what sets the tier, and what would change it
+            assert changes["tier"] == explained.json()["tier"] and all(e["tier"] < changes["tier"] for e in changes["more_urgent"])
         else:
             assert own.status_code == explained.status_code == 404
         note = c.post(f"/api/reports/{a_only[0]}/notes", json={"text": "seen"}, headers={CSRF_HEADER: csrf})

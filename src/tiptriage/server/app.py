@@ -60,6 +60,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tiptriage import pipeline
 from tiptriage.model import Report
 from tiptriage.server.api import add_api_routes
 from tiptriage.server.auth import (
@@ -158,6 +159,8 @@ class Explanation(BaseModel):
     assessed_at: datetime
     fired: list[dict[str, Any]]
     indicators: dict[str, Any]
+    own_tier: int | None = None  # the tier on the report's own indicators, before a linked report's tier lifts it
+    tier_changes: dict[str, Any] | None = None  # what sets the tier and what would change it (None: its policy is no longer in force)
 
 
 class NoteRequest(BaseModel):
@@ -371,10 +374,12 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
             audit_read(who, "assessment", report_id, "failed", reason="not assessed yet")
             raise Problem(404, "not-assessed", "Not found", "The report has not been assessed yet.")
         audit_read(who, "assessment", report_id, via=via)
+        changes = pipeline.tier_changes(store, found)  # rule ids, tiers and conditions: nothing another agency owns
         found = json.loads(ctx.redact(who, json.dumps(found, default=str)))
         at = datetime.fromisoformat(found["assessed_at"])
-        return Explanation(**{k: found[k] for k in Explanation.model_fields if k != "assessed_at"},
-                           assessed_at=at if at.tzinfo else at.replace(tzinfo=UTC))  # SQLite gives times back without a zone
+        return Explanation(**{k: found[k] for k in Explanation.model_fields if k not in ("assessed_at", "tier_changes")},
+                           assessed_at=at if at.tzinfo else at.replace(tzinfo=UTC),  # SQLite gives times back without a zone
+                           tier_changes=changes)
 
     @app.post("/api/reports/{report_id}/notes", status_code=202, response_model=NoteAccepted, tags=["reports"], dependencies=csrf_doc,
               responses=problems(401, 403, 404))

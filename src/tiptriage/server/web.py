@@ -271,6 +271,7 @@ def add_web_routes(app: FastAPI, ctx: Context) -> None:
             raise Problem(404, "not-found", "Not found", "The report has not been assessed yet.")
         data = pipeline.build_package(ctx.store, report_id, who.user.username, auth.now())
         data = type(data).model_validate_json(ctx.redact(who, data.model_dump_json()))
+        changes = pipeline.tier_changes(ctx.store, assessment)
         assessment = json.loads(ctx.redact(who, json.dumps(assessment, default=str)))
         subject = None
         if data.subject is not None:
@@ -287,7 +288,7 @@ def add_web_routes(app: FastAPI, ctx: Context) -> None:
                       if not u.disabled and allowed(u.role, Action.WORK_CASE)) if case else []
         ctx.audit(who, "read", object_type="report", object_id=report_id, via=via, view="detail")
         return {"report": report, "a": assessment, "pkg": data, "via": via, "subject": subject, "case": case, "team": team,
-                "outcomes": OUTCOMES, "needs_reason": OUTCOMES_NEEDING_REASON,
+                "outcomes": OUTCOMES, "needs_reason": OUTCOMES_NEEDING_REASON, "changes": changes,
                 "indicators": indicator_rows(assessment["indicators"])}
 
     @app.get("/reports/{report_id}", include_in_schema=False)
