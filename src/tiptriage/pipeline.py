@@ -591,7 +591,6 @@ def assess(store: Store, policy_path: Path | None = None, now: datetime | None =
     size = batch or (2_000 if per_report else 10_000)
     run = _AssessRun(store, facts, policies, now, per_report, result)
     lift_from = run.batches(ids, size, trigger, ranged_ok=report_ids is None)
-    result.assessed = len(ids)
     # a report whose own tier went to or from 1 changes the floor of its subject's reports assessed before it (in an
     # earlier batch, or not in this run): assess those again. A lift never changes an own tier, so this ends; the bound
     # only guards against a store that changes under the run.
@@ -601,9 +600,11 @@ def assess(store: Store, policy_path: Path | None = None, now: datetime | None =
         again = sorted(lift_from)
         lift_from = run.batches(again, size, f"{trigger}; a linked report's own tier went to or from 1", ranged_ok=False)
         result.relifted += len(again)
-    for rid in ids:  # the tier each report ends with, a lift after its batch included
-        t = run.tiers[rid]
-        result.by_tier[t] = result.by_tier.get(t, 0) + 1
+    for rid in ids:  # the tier each report ends with, a lift after its batch included; an id not stored has none
+        t = run.tiers.get(rid)
+        if t is not None:
+            result.assessed += 1
+            result.by_tier[t] = result.by_tier.get(t, 0) + 1
     return result
 
 

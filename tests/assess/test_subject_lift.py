@@ -176,3 +176,8 @@ def test_explain_says_what_sets_the_tier_and_what_would_change_it(subject: Store
     assert all(e["tier"] < 2 for e in changes["more_urgent"]) and LIFT not in more
     text = subprocess.run([exe, "explain", "L-2"], capture_output=True, text=True, env=env, timeout=120).stdout
     assert "on its own indicators tier 3" in text and f"tier 2 is set by {LIFT}; without it, tier 3" in text
+
+
+def test_assessing_an_unknown_id_assesses_the_rest(subject: Store) -> None:
+    res = pipeline.assess(subject, report_ids=["L-2", "NO-SUCH-REPORT"], trigger="mixed ids")
+    assert res.assessed == 1 and res.by_tier == {2: 1}
