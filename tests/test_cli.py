@@ -121,8 +121,12 @@ def test_reads_and_changes_are_audited_and_tampering_is_named(tmp_path: Path, da
     run(["show", rid], db)
     explained = run(["explain", rid], db).stdout
     assert f"{rid}: tier" in explained and "source:" in explained
-    queue = json.loads(run(["queue", "--format", "json", "--limit", "5"], db).stdout)
-    assert len(queue) == 5 and queue[0]["tier"] <= queue[-1]["tier"]
+    answer = json.loads(run(["queue", "--format", "json", "--limit", "5"], db).stdout)
+    queue = answer["items"]
+    assert answer["total"] >= len(queue) == 5 and queue[0]["tier"] <= queue[-1]["tier"]
+    # the queue contract: every item names its report, tier, score, reasons, subject, bundle and agency
+    assert all({"report_id", "tier", "score", "reasons", "subject_id", "bundle_id", "agency_id"} <= set(i) for i in queue)
+    assert all(i["reasons"] and i["subject_id"] for i in queue)
     ok = json.loads(run(["audit", "verify", "--json"], db).stdout)
     assert ok["ok"] is True and ok["checked"] >= 5
     with sqlite3.connect(db) as conn:

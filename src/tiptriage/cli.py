@@ -364,6 +364,15 @@ def demo(
     for k, v in sorted(counts.items(), key=lambda kv: -kv[1]):
         t.add_row(k, str(v))
     out.print(t)
+    top = store.assessments.queue(limit=10)
+    out.print("8. the top of the queue, with the reasons of the rules that set each tier and score (tiptriage explain REPORT_ID for the evidence):")
+    tq = Table("#", "report", "tier", "score", "reasons")
+    for i, r in enumerate(top, start=1):
+        tq.add_row(str(i), r["report_id"], str(r["tier"]), str(r["score"]), "; ".join(r["reasons"][:3]) + (" …" if len(r["reasons"]) > 3 else ""))
+    out.print(tq)
+    out.print("9. how the queue ranks the planted classes (tiptriage evaluate --truth):")
+    _print_evaluation(pipeline.evaluate_truth(store, data.truth))
+
     def first_of(klass: str) -> str:
         return next((rid for rid, tr in data.truth["reports"].items() if tr["class"] == klass), data.reports[0].id)
 
@@ -709,11 +718,13 @@ def queue(
     now = datetime.now(UTC)
     rows = store.work.agency_queue(agency, limit)
     _audit(store, "read", "queue", agency or "all", rows=len(rows), format=fmt)
-    records = [{"case_id": r["id"], "report_id": r["report_id"], "agency_id": r["agency_id"], "tier": r["tier"], "score": r["score"],
-                "state": r["state"], "assignee": r["assignee"], "incident_type": r["incident_type"], "received_at": r["received_at"],
-                "due_at": r["due_at"], "sla": aging(r["due_at"], now), "reasons": r["reasons"]} for r in rows]
+    groups = store.links.groups_of([r["report_id"] for r in rows])
+    records = [{"report_id": r["report_id"], "tier": r["tier"], "score": r["score"], "reasons": r["reasons"],
+                "subject_id": groups[r["report_id"]][0], "bundle_id": groups[r["report_id"]][1], "agency_id": r["agency_id"],
+                "case_id": r["id"], "state": r["state"], "assignee": r["assignee"], "incident_type": r["incident_type"],
+                "received_at": r["received_at"], "due_at": r["due_at"], "sla": aging(r["due_at"], now)} for r in rows]
     if fmt == "json":
-        _emit_json(records)
+        _emit_json({"total": store.work.open_count(agency), "items": records})
     elif fmt == "csv":
         import csv as csv_module
 
@@ -1158,11 +1169,18 @@ def evaluate(
     if as_json:
         _emit_json(result)
         return
-    t = Table("class", "reports", "tier 1", "tier 2", "tier 3", "tier 4", "median queue position", "FIFO median position")
+    _print_evaluation(result)
+
+
+def _print_evaluation(result: dict[str, Any]) -> None:
+    t = Table("class", "reports", "tier 1", "tier 2", "tier 3", "tier 4", "first", "last", "median position", "FIFO median",
+              title="the queue against the planted truth (positions: 1 = first in the queue)")
     for k, v in result["classes"].items():
-        t.add_row(k, str(v["reports"]), *[str(v["tiers"].get(str(i), 0)) for i in (1, 2, 3, 4)], f"{v['median_position']:.0%}", f"{v['fifo_median_position']:.0%}")
+        t.add_row(k, str(v["reports"]), *[f"{v['tier_share'].get(str(i), 0):.0%}" for i in (1, 2, 3, 4)], str(v["first_position"]),
+                  str(v["last_position"]), f"{v['median_position']:.0%}", f"{v['fifo_median_position']:.0%}")
     out.print(t)
-    out.print(f"live-victim classes in tiers 1–2: recall {result['live_victim_recall_tier12']:.3f}, precision {result['live_victim_precision_tier12']:.3f}")
+    out.print(f"live-victim classes in tiers 1–2: recall {result['live_victim_recall_tier12']:.3f}, precision {result['live_victim_precision_tier12']:.3f}; "
+              f"NDCG {result['ndcg']:.3f} (first 100: {result['ndcg_at_100']:.3f}; arrival order: {result['fifo_ndcg']:.3f})", highlight=False)
 
 
 @app.command()

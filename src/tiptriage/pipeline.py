@@ -923,16 +923,31 @@ def import_records(store: Store, path: Path) -> tuple[int, list[str]]:
     return len(rows), refusals
 
 
+def _ndcg(gains: list[int], k: int | None = None) -> float:
+    """Normalised discounted cumulative gain of a ranking's relevance ``gains`` (in queue order), over the first ``k``."""
+    import numpy as np
+
+    g = np.asarray(gains, dtype=np.float64)
+    ideal = np.sort(g)[::-1]
+    if k is not None:
+        g, ideal = g[:k], ideal[:k]
+    discount = 1.0 / np.log2(np.arange(2, len(g) + 2))
+    best = float(ideal @ discount)
+    return float(g @ discount) / best if best > 0 else 1.0
+
+
 def evaluate_truth(store: Store, truth: dict[str, Any]) -> dict[str, Any]:
-    """Per planted class: tiers and median queue position, against arrival order (FIFO)."""
-    from tiptriage.synth import LIVE_VICTIM_CLASSES
+    """Per planted class: how many reports, the share in each tier, the queue positions (1 = first) of its first and last
+    report and its median position against arrival order (FIFO); and NDCG of the whole queue, with relevance 4 minus the
+    tier the class belongs in (``synth.EXPECTED_TIER``)."""
+    from tiptriage.synth import EXPECTED_TIER, LIVE_VICTIM_CLASSES
 
     queue_rows = store.assessments.queue()
     n = max(1, len(queue_rows))
-    position = {r["report_id"]: i / n for i, r in enumerate(queue_rows)}
+    rank = {r["report_id"]: i + 1 for i, r in enumerate(queue_rows)}
     tier = {r["report_id"]: r["tier"] for r in queue_rows}
     fifo = sorted(queue_rows, key=lambda r: (r["received_at"], r["report_id"]))
-    fifo_pos = {r["report_id"]: i / n for i, r in enumerate(fifo)}
+    fifo_rank = {r["report_id"]: i + 1 for i, r in enumerate(fifo)}
     classes: dict[str, Any] = {}
     for rid, t in truth["reports"].items():
         if rid not in tier:
@@ -940,18 +955,26 @@ def evaluate_truth(store: Store, truth: dict[str, Any]) -> dict[str, Any]:
         c = classes.setdefault(t["class"], {"reports": 0, "tiers": {}, "_pos": [], "_fifo": []})
         c["reports"] += 1
         c["tiers"][str(tier[rid])] = c["tiers"].get(str(tier[rid]), 0) + 1
-        c["_pos"].append(position[rid])
-        c["_fifo"].append(fifo_pos[rid])
+        c["_pos"].append(rank[rid])
+        c["_fifo"].append(fifo_rank[rid])
     for c in classes.values():
         pos, ff = sorted(c.pop("_pos")), sorted(c.pop("_fifo"))
-        c["median_position"], c["fifo_median_position"] = pos[len(pos) // 2], ff[len(ff) // 2]
+        c["tier_share"] = {k: round(v / c["reports"], 4) for k, v in sorted(c["tiers"].items())}
+        c["first_position"], c["last_position"] = pos[0], pos[-1]
+        c["median_position"], c["fifo_median_position"] = (pos[len(pos) // 2] - 1) / n, (ff[len(ff) // 2] - 1) / n
     live = {rid for rid, t in truth["reports"].items() if t["class"] in LIVE_VICTIM_CLASSES and rid in tier}
     urgent = {rid for rid, t in tier.items() if t <= 2}
+    cls = {rid: t["class"] for rid, t in truth["reports"].items()}
+    gains = [4 - EXPECTED_TIER.get(cls.get(r["report_id"], ""), 4) for r in queue_rows]
+    fifo_gains = [4 - EXPECTED_TIER.get(cls.get(r["report_id"], ""), 4) for r in fifo]
     return {
         "assessed": len(queue_rows),
         "classes": dict(sorted(classes.items(), key=lambda kv: kv[1]["median_position"])),
         "live_victim_recall_tier12": len(live & urgent) / max(1, len(live)),
         "live_victim_precision_tier12": len(live & urgent) / max(1, len(urgent)),
+        "ndcg": round(_ndcg(gains), 4),
+        "ndcg_at_100": round(_ndcg(gains, 100), 4),
+        "fifo_ndcg": round(_ndcg(fifo_gains), 4),
     }
 
 

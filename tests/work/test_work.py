@@ -86,11 +86,12 @@ def test_queue_assign_transition_outcome_from_the_command_line(db_url: str, tmp_
     synth.write(data, tmp_path, "xml")
     assert run_cli(["ingest", str(tmp_path / "submissions")], db_url).returncode == 0
     assert run_cli(["triage"], db_url).returncode == 0
-    q = json.loads(run_cli(["queue", "--format", "json", "--limit", "100"], db_url).stdout)
-    assert len(q) == 80 and all(r["agency_id"] for r in q)
+    answer = json.loads(run_cli(["queue", "--format", "json", "--limit", "100"], db_url).stdout)
+    q = answer["items"]
+    assert answer["total"] == len(q) == 80 and all(r["agency_id"] for r in q)
     assert [r["tier"] for r in q] == sorted(r["tier"] for r in q)
     agency = next(r["agency_id"] for r in q if r["agency_id"] != "review")
-    mine = json.loads(run_cli(["queue", "--agency", agency, "--format", "json"], db_url).stdout)
+    mine = json.loads(run_cli(["queue", "--agency", agency, "--format", "json"], db_url).stdout)["items"]
     assert mine and {r["agency_id"] for r in mine} == {agency}
     case = q[0]["case_id"]
     bad = run_cli(["transition", case, "legal_process"], db_url)

@@ -151,6 +151,25 @@ class LinkRepository:
             return {**dict(row), "account_keys": sorted(clear.values()),
                     "report_accounts": [{"report_id": r[0], "account": clear[r[1]]} for r in reps], "links": links}
 
+    def groups_of(self, report_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
+        """Report -> (its subject, its viral bundle), None where it has none; a report of several accounts names the subject
+        of the first (they are one subject unless an analyst split them)."""
+        out: dict[str, tuple[str | None, str | None]] = {r: (None, None) for r in report_ids}
+        subject: dict[str, str] = {}
+        bundle: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(report_ids), 900):
+                part = report_ids[i : i + 900]
+                q = (sa.select(report_accounts.c.report_id, subject_accounts.c.subject_id)
+                     .select_from(report_accounts.join(subject_accounts, subject_accounts.c.account_key == report_accounts.c.account_key))
+                     .where(report_accounts.c.report_id.in_(part)).order_by(report_accounts.c.report_id, report_accounts.c.account_key))
+                for rid, sid in conn.execute(q):
+                    subject.setdefault(str(rid), str(sid))
+                q2 = sa.select(bundle_reports.c.report_id, bundle_reports.c.bundle_id).where(bundle_reports.c.report_id.in_(part))
+                for rid, bid in conn.execute(q2):
+                    bundle.setdefault(str(rid), str(bid))
+        return {r: (subject.get(r), bundle.get(r)) for r in out}
+
     def subject_sizes(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             return {r[0]: int(r[1]) for r in conn.execute(sa.select(subjects.c.id, subjects.c.accounts))}

@@ -185,6 +185,14 @@ class WorkRepository:
             return [{**self._open_case(r), "due_at": _aware(r["due_at"]), "reasons": [f["reason"] for f in json.loads(r["fired"])]}
                     for r in conn.execute(q).mappings()]
 
+    def open_count(self, agency_id: str | None) -> int:
+        """How many open cases the agency (every agency: None) has, for the queue's total."""
+        q = sa.select(sa.func.count()).select_from(cases).where(cases.c.state != "closed")
+        if agency_id is not None:
+            q = q.where(cases.c.agency_id == agency_id)
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
     def agency_summary(self) -> list[dict[str, Any]]:
         now = datetime.now(UTC)
         with self.engine.connect() as conn:

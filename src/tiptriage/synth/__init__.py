@@ -9,7 +9,7 @@ from pathlib import Path
 from tiptriage.intake import csv_rows, cybertip_json
 from tiptriage.intake.cybertip_xml_writer import write_submission
 from tiptriage.synth.columnar import SynthColumns, generate_columns
-from tiptriage.synth.generator import CLASS_MIX, LIVE_VICTIM_CLASSES, Synthetic, generate
+from tiptriage.synth.generator import CLASS_MIX, EXPECTED_TIER, LIVE_VICTIM_CLASSES, Synthetic, generate
 
 FORMATS = ("xml", "json", "csv")
 
@@ -50,4 +50,4 @@ def write_hashset(data: Synthetic, path: Path) -> None:
                 w.writerow([t.upper(), item[t], "2", "", "", f"V{i:05d}"])
 
 
-__all__ = ["CLASS_MIX", "FORMATS", "LIVE_VICTIM_CLASSES", "SynthColumns", "Synthetic", "generate", "generate_columns", "write"]
+__all__ = ["CLASS_MIX", "EXPECTED_TIER", "FORMATS", "LIVE_VICTIM_CLASSES", "SynthColumns", "Synthetic", "generate", "generate_columns", "write"]

@@ -55,6 +55,10 @@ CLASS_MIX: dict[str, float] = {
     "spam": 0.02,
 }
 LIVE_VICTIM_CLASSES = frozenset({"imminent_danger", "sextortion", "enticement_meeting", "suspected_production"})
+# the tier each planted class belongs in at most, as issue 5 states the evaluation (a child in imminent danger: 1; a child at
+# risk of contact or production: 2; known content: 3; viral, informational, spam: 4); the relevance of NDCG is 4 minus it
+EXPECTED_TIER: dict[str, int] = {"imminent_danger": 1, "sextortion": 2, "enticement_meeting": 2, "suspected_production": 2,
+                                 "known_possession": 3, "viral_reshare": 4, "informational": 4, "spam": 4}
 
 SERVICES = ["ServiceA", "ServiceB", "ServiceC", "ServiceD", "ServiceE"]
 PROVIDERS = {"ServiceA": "Provider One", "ServiceB": "Provider One", "ServiceC": "Provider Two", "ServiceD": "Provider Three", "ServiceE": "Provider Four"}
