@@ -328,6 +328,7 @@ def _grouped_appends(store: Any, ids: list[str], threads: int, each: int) -> flo
     that arrive while one transaction holds the chain head are written together, in the next one)."""
     import threading
 
+    from tiptriage.audit.chain import AuditEvent
     from tiptriage.store.audit import GroupAppender
 
     appender = GroupAppender(store.audit)
@@ -335,8 +336,8 @@ def _grouped_appends(store: Any, ids: list[str], threads: int, each: int) -> flo
     def work(seed: int) -> None:
         rng = random.Random(seed)
         for _ in range(each):
-            appender.append("bench-profile", "read", object_type="report", object_id=rng.choice(ids), agency=AGENCY,
-                            source_address="127.0.0.1", detail={"via": "routed"})
+            appender.submit(AuditEvent(user="bench-profile", action="read", object_type="report", object_id=rng.choice(ids), agency=AGENCY,
+                                       source_address="127.0.0.1", detail={"via": "routed"}))
 
     workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
     t = time.perf_counter()

@@ -16,6 +16,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from importlib import resources
 from multiprocessing import get_context
 from pathlib import Path
@@ -745,6 +746,12 @@ def _per_report_rows(store: Store, ids: list[str], now: datetime, policies: Poli
             for report in reports]
 
 
+@lru_cache(maxsize=32)
+def _parsed_policy(text: str) -> tuple[Policy, str]:
+    """A policy from its text, parsed once: the text is its identity, and a Policy is not changed once made."""
+    return load_policy(text)
+
+
 def tier_changes(store: Store, a: dict[str, Any]) -> dict[str, Any] | None:
     """What sets a stored assessment's tier and what would change it (``assess.policy.what_would_change``), under the
     policy that produced it: the agency's from its history, or the default when that version is the one in force. None
@@ -754,9 +761,9 @@ def tier_changes(store: Store, a: dict[str, Any]) -> dict[str, Any] | None:
         found = PolicyRepository(store.engine).find(agency, a["policy_version"])
         if found is None:
             return None
-        policy, version = load_policy(found.text or "")
+        policy, version = _parsed_policy(found.text or "")
     else:
-        policy, version = load_policy(policy_text())
+        policy, version = _parsed_policy(policy_text())
     if version != a["policy_version"]:
         return None
     return what_would_change(policy, {k: Indicator.model_validate(v) for k, v in a["indicators"].items()})

@@ -38,8 +38,8 @@ def _until(condition: Callable[[], bool], seconds: float = 20) -> None:
 
 
 def _read(appender: GroupAppender, i: int) -> AuditEntry:
-    return appender.append(f"analyst{i}", "read", object_type="report", object_id=f"R-{i}", agency="agency-a",
-                           source_address="10.0.0.7", detail={"via": "routed", "i": i})
+    return appender.submit(AuditEvent(user=f"analyst{i}", action="read", object_type="report", object_id=f"R-{i}", agency="agency-a",
+                                      source_address="10.0.0.7", detail={"via": "routed", "i": i}))
 
 
 def _in_threads(work: Callable[[int], None], n: int) -> list[threading.Thread]:
@@ -103,9 +103,9 @@ def test_an_invalid_event_is_refused_in_its_callers_thread_and_nothing_is_writte
     repo = CountingRepository(store.engine, key=None)
     appender = GroupAppender(repo)
     with pytest.raises(AuditError):
-        appender.append("analyst", "Read Everything", object_type="report", object_id="R-1")
+        appender.submit(AuditEvent(user="analyst", action="Read Everything", object_type="report", object_id="R-1"))
     with pytest.raises(AuditError):
-        appender.append("analyst", "read", object_type="report")  # an id goes with a type
+        appender.submit(AuditEvent(user="analyst", action="read", object_type="report"))  # an id goes with a type
     assert repo.batches == [] and repo.head().seq == 0
     assert _read(appender, 1).seq == 1
 

@@ -74,6 +74,7 @@ import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from tiptriage.audit.chain import AuditEvent
 from tiptriage.store import Store
 from tiptriage.store.audit import GroupAppender
 from tiptriage.store.users import Role, Session, User, UserRepository, session_and_user
@@ -366,10 +367,10 @@ class Authenticator:
 
     def audit(self, user: str, action: str, outcome: str = "ok", *, object_type: str | None = None, object_id: str | None = None,
               agency: str | None = None, source_address: str | None = None, **detail: Any) -> None:
-        self._audit.append(
-            audit_name(user), action, outcome, object_type=object_type, object_id=object_id[:256] if object_id else None,
+        self._audit.submit(AuditEvent(
+            user=audit_name(user), action=action, outcome=outcome, object_type=object_type, object_id=object_id[:256] if object_id else None,
             agency=agency, source_address=(source_address or "")[:64] or None, detail={k: v for k, v in detail.items() if v is not None},
-        )
+        ))
 
     # -- accounts --------------------------------------------------------------------------------------------
 

@@ -420,24 +420,8 @@ class GroupAppender:
         with self._cond:
             return len(self._queue)
 
-    def append(
-        self,
-        user: str,
-        action: str,
-        outcome: str = "ok",
-        *,
-        object_type: str | None = None,
-        object_id: str | None = None,
-        agency: str | None = None,
-        source_address: str | None = None,
-        detail: Mapping[str, Any] | None = None,
-    ) -> AuditEntry:
-        """As ``AuditRepository.append``: record one event and return the entry as stored."""
-        event = AuditEvent(user=user, action=action, outcome=outcome, object_type=object_type, object_id=object_id, agency=agency,
-                           source_address=source_address, detail=dict(detail or {}))
-        return self.submit(event)
-
     def submit(self, event: AuditEvent) -> AuditEntry:
+        """As ``AuditRepository.append``: record one event (checked when it was made) and return the entry as stored."""
         mine = _Waiting(event)
         with self._cond:
             self._queue.append(mine)

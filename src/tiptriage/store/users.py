@@ -25,7 +25,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from tiptriage.store.crypto import Cipher, aad, cipher_of
-from tiptriage.store.schema import assessments, metadata, reports
+from tiptriage.store.schema import assessments, cases, metadata, reports
 from tiptriage.store.times import aware as _aware
 
 
@@ -377,15 +377,8 @@ class ReportAccessRepository:
         index-only scan, instead of joining and sorting every report the agency sees (a third of a second at 100,000 reports
         for each page). The wide columns (the fired rules) are then read for the page's rows alone."""
         ra = report_agency
-        mine = sa.and_(ra.c.agency_id == agency_id, ra.c.tier.is_not(None))
         with self.engine.connect() as conn:
-            total = int(conn.execute(assessed_count(agency_id)).scalar_one())
-            if offset >= total:
-                return [], total
-            order = (sa.select(ra.c.report_id).where(mine)
-                     .order_by(ra.c.tier, ra.c.score.desc(), ra.c.received_at, ra.c.report_id)
-                     .limit(limit).offset(offset))
-            ids = [str(r[0]) for r in conn.execute(order)]
+            ids, total = access_row_page(conn, agency_id, limit=limit, offset=offset)
             if not ids:
                 return [], total
             q = (
@@ -401,6 +394,31 @@ class ReportAccessRepository:
                 found[r["report_id"]] = {**dict(r), "received_at": _aware(r["received_at"]), "fired": fired,
                                          "reasons": [f["reason"] for f in fired]}
         return [found[i] for i in ids if i in found], total
+
+
+def access_row_page(conn: sa.Connection, agency_id: str, *, tier: int | None = None, open_only: bool = False, limit: int,
+                    offset: int) -> tuple[list[str], int]:
+    """One page of the agency's assessed reports in queue order (tier, score descending, received, report id) and how many
+    there are, from its access rows and their copied sort keys (``store.queue_keys``): the page is a range of
+    ``ix_report_agency_queue``, not a sort of every report. ``open_only``: no closed case of the agency's own; their count is
+    all less the closed ones, which are few next to a whole queue."""
+    ra = report_agency
+    mine: list[sa.ColumnElement[bool]] = [ra.c.agency_id == agency_id, ra.c.tier.is_not(None)]
+    if tier is not None:
+        mine.append(ra.c.tier == tier)
+    closed_own = sa.and_(cases.c.report_id == ra.c.report_id, cases.c.agency_id == agency_id, cases.c.state == "closed")
+    counted = assessed_count(agency_id, tier)
+    if open_only:  # one statement, so both counts see the same snapshot
+        closed = sa.select(sa.func.count()).select_from(ra.join(cases, closed_own)).where(*mine).scalar_subquery()
+        counted = sa.select(counted.scalar_subquery() - closed)
+    total = int(conn.execute(counted).scalar_one())
+    if offset >= total:
+        return [], total
+    order = sa.select(ra.c.report_id).where(*mine)
+    if open_only:
+        order = order.where(~sa.exists().where(closed_own))
+    order = order.order_by(ra.c.tier, ra.c.score.desc(), ra.c.received_at, ra.c.report_id).limit(limit).offset(offset)
+    return [str(r[0]) for r in conn.execute(order)], total
 
 
 def assessed_count(agency_id: str, tier: int | None = None) -> sa.Select[Any]:

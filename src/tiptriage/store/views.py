@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from tiptriage.store.audit import audit_log
 from tiptriage.store.schema import assessments, cases, reports
 from tiptriage.store.times import aware
-from tiptriage.store.users import assessed_count, report_agency
+from tiptriage.store.users import access_row_page, report_agency
 
 AGE_BUCKETS: Final = (("under 1 day", timedelta(days=1)), ("1–7 days", timedelta(days=7)), ("7–30 days", timedelta(days=30)),
                       ("over 30 days", timedelta.max))
@@ -53,7 +53,7 @@ class ServiceViews:
                                 assessments.c.fired.like(pattern, escape="\\"), cases.c.id.like(pattern, escape="\\")))
         with self.engine.connect() as conn:
             if state in (None, "open") and not assignee and not (search and search.strip()):
-                ids, total = self._by_access_row(conn, agency_id, tier, open_only=state == "open", limit=limit, offset=offset)
+                ids, total = access_row_page(conn, agency_id, tier=tier, open_only=state == "open", limit=limit, offset=offset)
             else:
                 total = int(conn.execute(sa.select(sa.func.count()).select_from(joined).where(*where)).scalar_one())
                 # the order on narrow columns, then the wide ones (the fired rules) for the page's rows only
@@ -71,31 +71,6 @@ class ServiceViews:
         for r in rows:
             del r["fired"]
         return rows, total
-
-    @staticmethod
-    def _by_access_row(conn: sa.Connection, agency_id: str, tier: int | None, *, open_only: bool, limit: int,
-                       offset: int) -> tuple[list[str], int]:
-        """The page's report ids and the count when no filter needs the case's columns but its state ("open": no closed case
-        of the agency's own): the order and the count come from the agency's access rows and their copied sort keys
-        (``store.queue_keys``), so the page is a range of ``ix_report_agency_queue``, not a sort of every report. The count of
-        open ones is all minus the closed ones, which are few next to a whole queue."""
-        ra = report_agency
-        mine: list[sa.ColumnElement[bool]] = [ra.c.agency_id == agency_id, ra.c.tier.is_not(None)]
-        if tier is not None:
-            mine.append(ra.c.tier == tier)
-        closed_own = sa.and_(cases.c.report_id == ra.c.report_id, cases.c.agency_id == agency_id, cases.c.state == "closed")
-        counted = assessed_count(agency_id, tier)
-        if open_only:  # one statement, so both counts see the same snapshot
-            closed = sa.select(sa.func.count()).select_from(ra.join(cases, closed_own)).where(*mine).scalar_subquery()
-            counted = sa.select(counted.scalar_subquery() - closed)
-        total = int(conn.execute(counted).scalar_one())
-        if offset >= total:
-            return [], total
-        order = sa.select(ra.c.report_id).where(*mine)
-        if open_only:
-            order = order.where(~sa.exists().where(closed_own))
-        order = order.order_by(ra.c.tier, ra.c.score.desc(), ra.c.received_at, ra.c.report_id).limit(limit).offset(offset)
-        return [str(r[0]) for r in conn.execute(order)], total
 
     def hidden_among(self, agency_id: str, candidates: set[str]) -> set[str]:
         """Which of ``candidates`` are ids of stored reports the agency may not see."""

@@ -123,7 +123,8 @@ class WorkRepository:
         tiers = {rid: (old, new) for rid, old, new in moved}
         n = 0
         with self.engine.begin() as conn:
-            for part in [sorted(tiers)[i : i + 900] for i in range(0, len(tiers), 900)]:
+            ids = sorted(tiers)
+            for part in (ids[i : i + 900] for i in range(0, len(ids), 900)):
                 q = sa.select(cases.c.id, cases.c.report_id, cases.c.state, cases.c.opened_at, cases.c.due_at).where(
                     cases.c.report_id.in_(part), cases.c.state != "closed")
                 for c in conn.execute(q).mappings().all():
