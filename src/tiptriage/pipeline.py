@@ -39,6 +39,7 @@ from tiptriage.link.resolve import Decisions, cluster, deterministic_links, prob
 from tiptriage.model import HashType, Report, SourceFormat
 from tiptriage.route.routing import route
 from tiptriage.store import QuarantineEntry, Store, report_row
+from tiptriage.store.crypto import Keyring
 from tiptriage.store.indicators import IndicatorRepository
 from tiptriage.store.policies import PolicyRepository
 from tiptriage.store.times import aware
@@ -564,7 +565,7 @@ def load_policies(store: Store, policy_path: Path | None = None, warnings: list[
 
 
 def assess(store: Store, policy_path: Path | None = None, now: datetime | None = None, batch: int | None = None, only_stale: bool = False,
-           report_ids: list[str] | None = None, trigger: str = "assess", per_report: bool = False) -> AssessResult:
+           report_ids: list[str] | None = None, trigger: str = "assess", per_report: bool = False, workers: int | None = None) -> AssessResult:
     """Indicators → policy → tier, score and reasons for stored reports: all of them, ``report_ids``, or (``only_stale``)
     those not assessed yet, under another policy than their agency's, or without current stored indicators.
 
@@ -576,6 +577,9 @@ def assess(store: Store, policy_path: Path | None = None, now: datetime | None =
     as columns and evaluate every policy over vectors (``assess.batch.assess_stored``). ``per_report`` takes the older
     path instead, which extracts everything from each report and evaluates it alone: the reference the stored path is
     tested against, and the baseline of ``bench/assess.py``.
+
+    ``workers``: processes that compute the stored path's batches while this one writes them; by default
+    ``default_workers()`` when there are four batches or more, else none.
     """
     now = now or datetime.now(UTC)
     warnings: list[str] = []
@@ -590,7 +594,9 @@ def assess(store: Store, policy_path: Path | None = None, now: datetime | None =
     else:
         ids = store.report_ids()
     size = batch or (2_000 if per_report else 10_000)
-    run = _AssessRun(store, facts, policies, now, per_report, result)
+    # worker processes pay for their start (about a second) only when there are batches enough to share
+    workers = default_workers() if workers is None and len(ids) >= 4 * size else workers or 1
+    run = _AssessRun(store, facts, policies, now, per_report, result, workers)
     lift_from = run.batches(ids, size, trigger, ranged_ok=report_ids is None)
     # a report whose own tier went to or from 1 changes the floor of its subject's reports assessed before it (in an
     # earlier batch, or not in this run): assess those again. A lift never changes an own tier, so this ends; the bound
@@ -637,29 +643,58 @@ class _AssessRun:
     now: datetime
     per_report: bool
     result: AssessResult
+    workers: int = 1  # processes computing batches while this one writes (store-backed runs of several batches)
     tiers: dict[str, int] = field(default_factory=dict)  # the tier each report of the run ends with
-    done: set[str] = field(default_factory=set)
+    started: set[str] = field(default_factory=set)  # reports whose batch has begun to be computed
 
-    def _rows(self, part: list[str], subject: _SubjectContext, ranged: bool) -> list[dict[str, Any]]:
+    def _rows(self, part: list[str], subject: _SubjectContext, ranged: bool) -> _Assessed:
         if self.per_report:  # left as it always ran: the baseline
-            return _per_report_rows(self.store, part, self.now, self.policies, subject)
+            rows = _per_report_rows(self.store, part, self.now, self.policies, subject)
+            return _Assessed(rows, lambda ids, lifts: _per_report_rows(self.store, ids, self.now, self.policies, _SubjectContext(self.facts, lifts)))
         with _collector_paused():
             return _stored_rows(self.store, self.facts, part, self.now, self.policies, self.result, ranged, subject)
+
+    def compute(self, part: list[str], ranged: bool) -> _Computed:
+        """A batch's assessments, the lift included, and what the writer needs to know around them; nothing written
+        but the static indicators of reports assessed for the first time."""
+        before = self.facts.tiers(part, ranged)
+        subject = _SubjectContext(self.facts)
+        derived = self.result.facts_derived
+        rows = self._lift(part, self._rows(part, subject, ranged), subject.members)
+        fresh = self.result.facts_derived - derived
+        self.result.facts_derived = derived  # counted where the batch is written, as for a worker's
+        return _Computed(part, ranged, before, rows, subject.members, fresh)
+
+    def _computed(self, parts: list[list[str]], ranged_ok: bool) -> Iterator[_Computed]:
+        """Each batch computed, in order: here, or (for a store-backed run of several batches) in worker processes while
+        this one writes the batches before. A batch is in ``started`` from when its computation begins."""
+        workers = self.workers if not self.per_report and len(parts) > 1 else 1
+        if workers <= 1:
+            for part in parts:
+                self.started.update(part)
+                yield self.compute(part, ranged_ok and self.facts.dense(part))
+            return
+        ring = self.store.cipher.keyring
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver"), initializer=_assess_worker_init,
+                                 initargs=(self.store.url, ring, self.policies, self.now)) as pool:
+            pending: deque[Future[_Computed]] = deque()
+            queue = deque(parts)
+            while queue or pending:
+                while queue and len(pending) < workers + 1:  # one ready ahead, so no worker waits for the writer
+                    part = queue.popleft()
+                    self.started.update(part)
+                    pending.append(pool.submit(_assess_worker_batch, part, ranged_ok))
+                yield pending.popleft().result()
 
     def batches(self, ids: list[str], size: int, trigger: str, ranged_ok: bool) -> set[str]:
         """Assess ``ids`` batch by batch and store what changed; return the reports to assess again because a report of
         their subject changed its own tier to or from 1 after they were assessed."""
         run = set(ids)
         lift_from: set[str] = set()
-        for i in range(0, len(ids), size):
-            part = ids[i : i + size]
-            # ids from the database come in its order of report ids, so a batch of them may be read as a range
-            ranged = ranged_ok and self.facts.dense(part)
-            before = self.facts.tiers(part)
-            subject = _SubjectContext(self.facts)
-            rows = self._rows(part, subject, ranged)
-            rows = self._lift(part, rows, subject.members)
-            written, kept = self.facts.replace(rows, trigger, self.now, ranged)
+        for c in self._computed([ids[i : i + size] for i in range(0, len(ids), size)], ranged_ok):
+            part, before, rows = c.part, c.before, c.rows
+            self.result.facts_derived += c.facts_derived
+            written, kept = self.facts.replace(rows, trigger, self.now, c.ranged)
             self.result.changed += written
             self.result.history += kept
             moved = [(r["report_id"], before[r["report_id"]][0], int(r["tier"])) for r in rows
@@ -670,18 +705,19 @@ class _AssessRun:
             was = {rid for rid, (_, own) in before.items() if own == 1}
             now1 = {r["report_id"] for r in rows if r["own_tier"] == 1}
             for flipped in was ^ now1:
-                for s in subject.members.get(flipped, ()):
-                    # the same batch saw the new own tier, a later batch will read it; the rest read the old one
-                    if s not in inside and (s not in run or s in self.done):
+                for s in c.members.get(flipped, ()):
+                    # a batch computed after this one is written reads the new own tier; one started before it (earlier, or
+                    # beside it in another process) or a report outside the run read the old one
+                    if s not in inside and (s not in run or s in self.started):
                         lift_from.add(s)
-            self.done |= inside
             for r in rows:
                 self.tiers[r["report_id"]] = int(r["tier"])
         return lift_from
 
-    def _lift(self, part: list[str], rows: list[dict[str, Any]], members: dict[str, list[str]]) -> list[dict[str, Any]]:
+    def _lift(self, part: list[str], assessed: _Assessed, members: dict[str, list[str]]) -> list[dict[str, Any]]:
         """Assess again, with the indicator ``subject_tier1_reports``, the reports of a subject that has another report of
         own tier 1 (this batch's own tiers, the stored ones for the rest), keeping each report's own tier."""
+        rows = assessed.rows
         inside = set(part)
         outside = {s for rid in part for s in members.get(rid, ()) if s not in inside}
         tier1 = {r["report_id"] for r in rows if r["own_tier"] == 1}
@@ -691,10 +727,44 @@ class _AssessRun:
         if not lifts:
             return rows
         own = {r["report_id"]: r["own_tier"] for r in rows}
-        again = {r["report_id"]: r for r in self._rows(sorted(lifts), _SubjectContext(self.facts, lifts), False)}
+        with _collector_paused():
+            again = {r["report_id"]: r for r in assessed.again(sorted(lifts), lifts)}
         for rid, r in again.items():
             r["own_tier"] = own[rid]
         return [again.get(r["report_id"], r) for r in rows]
+
+
+@dataclass
+class _Computed:
+    part: list[str]
+    ranged: bool  # read as a range of ids (``IndicatorRepository.dense``), and so written
+    before: dict[str, tuple[int, int | None]]  # stored (tier, own tier) before this batch
+    rows: list[dict[str, Any]]
+    members: dict[str, list[str]]  # report -> every report of its subject
+    facts_derived: int
+
+
+_WORKER: _AssessRun | None = None
+
+
+def _assess_worker_init(url: str, ring: Keyring, policies: Policies, now: datetime) -> None:
+    global _WORKER
+    store = Store(url, ring, migrate_schema=False)  # the run's own process migrated it
+    _WORKER = _AssessRun(store, IndicatorRepository(store.engine), policies, now, False, AssessResult())
+
+
+def _assess_worker_batch(part: list[str], ranged_ok: bool) -> _Computed:
+    assert _WORKER is not None, "the worker was not initialised"
+    return _WORKER.compute(part, ranged_ok and _WORKER.facts.dense(part))
+
+
+@dataclass
+class _Assessed:
+    """A batch's assessment rows, and how to assess some of its reports again with the subject lift (``lifts``: report ->
+    the subject's other reports of own tier 1) from the same inputs."""
+
+    rows: list[dict[str, Any]]
+    again: Callable[[list[str], dict[str, list[str]]], list[dict[str, Any]]]
 
 
 @contextmanager
@@ -711,7 +781,7 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _stored_rows(store: Store, repo: IndicatorRepository, ids: list[str], now: datetime, policies: Policies,
-                 result: AssessResult, ranged: bool, subject: Callable[[dict[str, Context]], None]) -> list[dict[str, Any]]:
+                 result: AssessResult, ranged: bool, subject: Callable[[dict[str, Context]], None]) -> _Assessed:
     stored = repo.load_facts(ids, ranged)
     missing = sorted(set(ids) - set(stored.ids))
     if missing:  # first assessment (or a new extractor, or a new index key): derive the static indicators once, and keep them
@@ -725,7 +795,19 @@ def _stored_rows(store: Store, repo: IndicatorRepository, ids: list[str], now: d
         stored = repo.load_facts(ids, ranged)
     contexts = repo.contexts(stored.ids, dict(zip(stored.ids, stored.record_keys, strict=True)), ranged)
     subject(contexts)
-    return assess_stored(stored.ids, stored.columns, stored.static_json, stored.facts, contexts, repo.routes(stored.ids, ranged), policies, now)
+    routes = repo.routes(stored.ids, ranged)
+    rows = assess_stored(stored.ids, stored.columns, stored.static_json, stored.facts, contexts, routes, policies, now)
+
+    def again(some: list[str], lifts: dict[str, list[str]]) -> list[dict[str, Any]]:
+        # the batch's inputs as read above: only the lift is new, so nothing is read again
+        at = {rid: j for j, rid in enumerate(stored.ids)}
+        pick = [at[r] for r in some]
+        for r in some:
+            contexts[r].subject_tier1 = list(lifts.get(r, ()))
+        return assess_stored(some, {k: v[pick] for k, v in stored.columns.items()}, [stored.static_json[j] for j in pick],
+                             [stored.facts[j] for j in pick], {r: contexts[r] for r in some}, routes, policies, now)
+
+    return _Assessed(rows, again)
 
 
 def _per_report_rows(store: Store, ids: list[str], now: datetime, policies: Policies,

@@ -116,6 +116,25 @@ def test_stored_indicators_give_exactly_the_per_report_assessment(triaged: Store
     assert tiers >= {1, 3, 4}, "a realistic mix of tiers, not a degenerate set"
 
 
+def test_worker_processes_compute_what_one_process_computes(triaged: Store, tmp_path: Path) -> None:
+    """Batches computed in worker processes while this one writes store exactly what one process assessing batch by batch
+    stores, the subject lift across batches included: under the default policy with an unidentified victim's series made
+    tier 1, many own tiers go to 1 at once, so a batch computed beside another reads own tiers the other is about to change."""
+    store = triaged
+    n = store.count_reports()
+    policy = tmp_path / "known-tier1.yaml"
+    unidentified = "tier_floor: 2\n    points: 20\n    reason: A file matched a series whose victim is not yet identified"
+    assert unidentified in pipeline.policy_text()
+    policy.write_text(pipeline.policy_text().replace(unidentified, unidentified.replace("tier_floor: 2", "tier_floor: 1")))
+    par = pipeline.assess(store, policy_path=policy, now=NOW + timedelta(days=2), batch=40, workers=2)
+    assert par.changed >= n and par.assessed == n and par.relifted > 0  # some written again after a neighbour's lift
+    parallel = snapshot(store)
+    one = pipeline.assess(store, policy_path=policy, now=NOW + timedelta(days=2), batch=40, workers=1)
+    assert one.changed == 0, "one process computes a row the worker processes did not store"
+    assert snapshot(store) == parallel and one.by_tier == par.by_tier
+    assert any(r["tier"] < r["own_tier"] for r in parallel.values()), "the set has lifted reports, so the lift is compared too"
+
+
 def test_reassessment_writes_only_what_changed_and_keeps_what_it_replaced(triaged: Store, tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     store = triaged

@@ -264,13 +264,14 @@ class IndicatorRepository:
                 out[rid].records = [rec for k in record_keys.get(rid, ()) for rec in found.get(k, ())]
         return out
 
-    def tiers(self, ids: Sequence[str]) -> dict[str, tuple[int, int | None]]:
-        """Stored (tier, own tier) of those of ``ids`` that are assessed."""
+    def tiers(self, ids: Sequence[str], ranged: bool = False) -> dict[str, tuple[int, int | None]]:
+        """Stored (tier, own tier) of those of ``ids`` that are assessed (``ranged``: as ``scopes`` reads them)."""
         out: dict[str, tuple[int, int | None]] = {}
+        wanted = set(ids)
         with self.engine.connect() as conn:
-            for part in chunks(sorted(set(ids))):
-                q = sa.select(assessments.c.report_id, assessments.c.tier, assessments.c.own_tier).where(assessments.c.report_id.in_(part))
-                out.update({str(r[0]): (int(r[1]), None if r[2] is None else int(r[2])) for r in conn.execute(q)})
+            for where in scopes(assessments.c.report_id, ids if ranged else sorted(wanted), ranged):
+                q = sa.select(assessments.c.report_id, assessments.c.tier, assessments.c.own_tier).where(where)
+                out.update({str(r[0]): (int(r[1]), None if r[2] is None else int(r[2])) for r in conn.execute(q) if r[0] in wanted})
         return out
 
     def arrested(self, ids: Iterable[str]) -> set[str]:
@@ -354,7 +355,7 @@ class IndicatorRepository:
                 if old is not None and all(old[k] == r[k] for k in _COMPARED):
                     continue
                 changed.append(r)
-                if old is not None and (any(old[k] != r[k] for k in _SHOWN) or _rules(old["fired"]) != _rules(r["fired"])):
+                if old is not None and (any(old[k] != r[k] for k in _SHOWN) or (old["fired"] != r["fired"] and _rules(old["fired"]) != _rules(r["fired"]))):
                     history.append({
                         "report_id": r["report_id"], "tier": old["tier"], "score": old["score"], "policy_name": old["policy_name"],
                         "policy_version": old["policy_version"], "policy_agency": old["policy_agency"], "fired": old["fired"],
