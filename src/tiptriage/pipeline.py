@@ -796,7 +796,7 @@ def _stored_rows(store: Store, repo: IndicatorRepository, ids: list[str], now: d
     contexts = repo.contexts(stored.ids, dict(zip(stored.ids, stored.record_keys, strict=True)), ranged)
     subject(contexts)
     routes = repo.routes(stored.ids, ranged)
-    rows = assess_stored(stored.ids, stored.columns, stored.static_json, stored.facts, contexts, routes, policies, now)
+    rows = assess_stored(stored.ids, stored.columns, stored.facts, contexts, routes, policies, now)
 
     def again(some: list[str], lifts: dict[str, list[str]]) -> list[dict[str, Any]]:
         # the batch's inputs as read above: only the lift is new, so nothing is read again
@@ -804,8 +804,8 @@ def _stored_rows(store: Store, repo: IndicatorRepository, ids: list[str], now: d
         pick = [at[r] for r in some]
         for r in some:
             contexts[r].subject_tier1 = list(lifts.get(r, ()))
-        return assess_stored(some, {k: v[pick] for k, v in stored.columns.items()}, [stored.static_json[j] for j in pick],
-                             [stored.facts[j] for j in pick], {r: contexts[r] for r in some}, routes, policies, now)
+        return assess_stored(some, {k: v[pick] for k, v in stored.columns.items()}, [stored.facts[j] for j in pick],
+                             {r: contexts[r] for r in some}, routes, policies, now)
 
     return _Assessed(rows, again)
 
@@ -824,6 +824,10 @@ def _per_report_rows(store: Store, ids: list[str], now: datetime, policies: Poli
                                       location=c.get("location"), records=repo.records_for(record_keys(report)),
                                       deconfliction=c.get("deconfliction", []))
     subject(contexts)
+    # an assessment row holds the context indicators only; the static ones it is read with are the report's stored facts
+    facts = IndicatorRepository(store.engine)
+    current = set(facts.load_facts(ids).ids)
+    facts.save_facts([(*report_facts(r), [facts.record_key(k) for k in record_keys(r)]) for r in reports if r.id not in current], now)
     return [assess_report(report.id, extract(report, contexts[report.id], now), policies.for_route(routes.get(report.id)), now)
             for report in reports]
 

@@ -3,6 +3,7 @@ changed is written, and what it replaced is kept with the change and its cause. 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from tiptriage import pipeline, synth
+from tiptriage.assess.indicators import STATIC_INDICATORS
+from tiptriage.assess.policy import Indicator, evaluate, load_default_policy
 from tiptriage.hashes.flood import FloodRule
 from tiptriage.model import Report
 from tiptriage.store import Store
@@ -114,6 +117,37 @@ def test_stored_indicators_give_exactly_the_per_report_assessment(triaged: Store
     assert stored_rows != reference
     tiers = {r["tier"] for r in stored_rows.values()}
     assert tiers >= {1, 3, 4}, "a realistic mix of tiers, not a degenerate set"
+
+
+def test_an_assessment_is_stored_compact_and_read_back_whole(triaged: Store, tmp_path: Path) -> None:
+    """The row keeps the fired rules without their evidence and only the context indicators; reading it gives every
+    indicator and each rule's evidence and values exactly as evaluating the policy on those indicators gives them, and a
+    replaced assessment goes to the history whole."""
+    store = triaged
+    pipeline.assess(store, now=NOW)
+    policy, version = load_default_policy()
+    rows = snapshot(store)
+    mine = [rid for rid, r in rows.items() if r["policy_version"] == version]
+    assert len(mine) > 100
+    for rid in mine:
+        raw = rows[rid]
+        assert '"evidence"' not in raw["fired"] and not set(json.loads(raw["indicators"])) & set(STATIC_INDICATORS)
+        a = store.assessments.get(rid)
+        assert a is not None and set(a["indicators"]) >= set(STATIC_INDICATORS) - {"victim_age_min"}
+        again = evaluate(policy, {k: Indicator.model_validate(v) for k, v in a["indicators"].items()})
+        assert (again.tier, again.score) == (a["tier"], a["score"]) and a["fired"] == [f.model_dump() for f in again.fired]
+    assert sum(len(r["fired"]) + len(r["indicators"]) for r in rows.values()) / len(rows) < 4000, "rows stay compact"
+
+    whole = {rid: store.assessments.get(rid) for rid in mine}
+    stricter = tmp_path / "stricter.yaml"
+    stricter.write_text(pipeline.policy_text().replace("name: icac-default", "name: icac-stricter").replace("points: 20", "points: 21"))
+    pipeline.assess(store, policy_path=stricter, now=NOW)
+    repo = IndicatorRepository(store.engine)
+    replaced = {rid: h for rid in mine if (h := repo.history(rid))}
+    assert replaced
+    for rid, h in replaced.items():
+        assert h[0]["fired"] == whole[rid]["fired"], "the history keeps the replaced rules with the evidence they had"
+    assert any(f["evidence"] for h in replaced.values() for f in h[0]["fired"])
 
 
 def test_worker_processes_compute_what_one_process_computes(triaged: Store, tmp_path: Path) -> None:

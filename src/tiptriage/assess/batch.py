@@ -6,11 +6,15 @@
 * the **per-report path** (``assess_report``): indicators extracted from the report itself and evaluated one report at a
   time. It is the reference the stored path is tested against, and the baseline of ``bench/assess.py``.
 
-Both give rows for the ``assessments`` table, identical to the byte for the same inputs.
+Both give rows for the ``assessments`` table, identical to the byte for the same inputs. A row is compact: the fired rules
+without their evidence (``compact_fired_json``) and only the context indicators; the static indicators are stored once
+with the report's facts (``report_indicators``) and the evidence is written back on reading (``expand_fired``). Writing
+every indicator and every rule's evidence again on each assessment made rows of ~7 KB, most of them copies.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +26,7 @@ from numpy.typing import NDArray
 
 from tiptriage.assess.indicators import (
     CONTEXT_INDICATORS,
+    STATIC_INDICATORS,
     VOCABULARY,
     Context,
     ReportFacts,
@@ -29,7 +34,7 @@ from tiptriage.assess.indicators import (
     context_values,
     to_microseconds,
 )
-from tiptriage.assess.policy import Indicator, Policy, evaluate, evaluate_columns, fired_json
+from tiptriage.assess.policy import Indicator, IndicatorValue, Policy, compact_fired_json, evaluate, evaluate_columns, fired_reads
 
 
 @dataclass(frozen=True)
@@ -61,11 +66,22 @@ def row(report_id: str, tier: int, score: int, choice: PolicyChoice, fired: str,
             "fired": fired, "indicators": indicators, "assessed_at": now, "policy_agency": choice.agency, "own_tier": tier}
 
 
+def context_digest(reads: Sequence[str], evidence: Mapping[str, Sequence[str]]) -> str | None:
+    """A digest of the evidence of the context indicators a fired rule read (None: it read none). The static ones come
+    from the report alone and cannot change; with this a re-assessment tells that a rule has new evidence (one more linked
+    report, another match) without the evidence being stored in the rule."""
+    parts = [n + "\x1f" + "\x1f".join(evidence[n]) for n in reads if n in CONTEXT_INDICATORS and n in evidence]
+    return hashlib.blake2b("\x1e".join(parts).encode(), digest_size=8).hexdigest() if parts else None
+
+
 def assess_report(report_id: str, indicators: Mapping[str, Indicator], choice: PolicyChoice, now: datetime) -> dict[str, Any]:
     """The per-report path for one report, from its extracted indicators (``indicators.extract``)."""
     a = evaluate(choice.policy, indicators)
-    return row(report_id, a.tier, a.score, choice, json.dumps([f.model_dump() for f in a.fired]),
-               json.dumps({k: v.model_dump() for k, v in indicators.items()}), now)
+    index = {r.id: i for i, r in enumerate(choice.policy.rules)}
+    evidence = {k: v.evidence for k, v in indicators.items() if k in CONTEXT_INDICATORS}
+    fired = [(index[f.rule_id], tuple(f.indicators), context_digest(tuple(f.indicators), evidence)) for f in a.fired]
+    return row(report_id, a.tier, a.score, choice, compact_fired_json(choice.policy, fired),
+               json.dumps({k: v.model_dump() for k, v in indicators.items() if k in CONTEXT_INDICATORS}), now)
 
 
 def _column(kind: str, values: Sequence[Value]) -> NDArray[Any]:
@@ -81,6 +97,18 @@ def _column(kind: str, values: Sequence[Value]) -> NDArray[Any]:
     return np.array(values, dtype=object)
 
 
+def _missing(col: NDArray[Any]) -> NDArray[np.bool_]:
+    """Where a stored static column holds no value (NaN, None): the report does not have that indicator."""
+    return np.isnan(col) if col.dtype.kind == "f" else np.array([v is None for v in col.tolist()], dtype=np.bool_)
+
+
+def _plain(kind: str, col: NDArray[Any]) -> list[Any]:
+    """A stored static column as Python values of the indicator's own type, None where the report does not have it."""
+    if col.dtype.kind == "f":
+        return [None if x != x else (int(x) if kind == "int" else x) for x in col.tolist()]
+    return list(col.tolist())
+
+
 def _as_declared(native: str, declared: str, col: NDArray[Any]) -> NDArray[Any]:
     """A column as the per-report path would see it under a policy that declares another type than the extractor's: the
     Python values themselves (ints back from float), so a value of the wrong type counts as missing, there as here."""
@@ -94,20 +122,21 @@ def _as_declared(native: str, declared: str, col: NDArray[Any]) -> NDArray[Any]:
 def assess_stored(
     ids: Sequence[str],
     static_columns: Mapping[str, NDArray[Any]],
-    static_json: Sequence[str],
     facts: Sequence[ReportFacts],
     contexts: Mapping[str, Context],
     routes: Mapping[str, str],
     policies: Policies,
     now: datetime,
 ) -> list[dict[str, Any]]:
-    """Assessment rows for a batch from stored static indicators (columns and their JSON, in ``ids`` order)."""
+    """Assessment rows for a batch from stored static indicators (columns, in ``ids`` order)."""
     n = len(ids)
     now_us = to_microseconds(now)
     dynamic = [context_values(facts[j], contexts[ids[j]], now_us) for j in range(n)]
     columns: dict[str, NDArray[Any]] = dict(static_columns)
     for name, kind in CONTEXT_INDICATORS.items():
         columns[name] = _column(kind, [d[name][0] if name in d else None for d in dynamic])
+    absent = {name: _missing(col) for name, col in static_columns.items() if col.dtype.kind in "fO"}
+    plain = {name: _plain(STATIC_INDICATORS.get(name, ""), col) for name, col in static_columns.items()}
     choices = [policies.for_route(routes.get(rid)) for rid in ids]
     groups: dict[tuple[str, str | None], list[int]] = {}
     for j, c in enumerate(choices):
@@ -124,15 +153,20 @@ def assess_stored(
         bounds = np.searchsorted(report_pos, np.arange(len(members) + 1))
         rule_lists = rule_idx.tolist()
         for k, j in enumerate(members):
-            static = json.loads(static_json[j])
-            values = {name: ind["value"] for name, ind in static.items()}
-            evidence = {name: ind["evidence"] for name, ind in static.items()}
             dyn = dynamic[j]
-            for name, (v, ev) in dyn.items():
-                values[name] = v
-                evidence[name] = ev
-            fired_text = fired_json(policy, rule_lists[bounds[k] : bounds[k + 1]], values, evidence)
-            # the static part is stored as the assessment writes it: only the context part is encoded here
+            evidence = {name: ev for name, (_, ev) in dyn.items()}
+
+            def present(name: str, j: int = j, dyn: dict[str, tuple[Value, list[str]]] = dyn) -> bool:
+                return name in dyn or (name in static_columns and not (name in absent and absent[name][j]))
+
+            def values(j: int = j, dyn: dict[str, tuple[Value, list[str]]] = dyn) -> dict[str, IndicatorValue]:
+                # only a rule under any/not asks: the values as the per-report path has them (ints as ints, absent left out)
+                held: dict[str, IndicatorValue] = {name: col[j] for name, col in plain.items() if col[j] is not None}
+                held.update((name, v) for name, (v, _) in dyn.items())
+                return held
+
+            reads = fired_reads(policy, rule_lists[bounds[k] : bounds[k + 1]], present, values)
+            fired_text = compact_fired_json(policy, [(i, names, context_digest(names, evidence)) for i, names in reads])
             dyn_json = json.dumps({name: {"name": name, "value": v, "evidence": ev} for name, (v, ev) in dyn.items()})
-            rows[j] = row(ids[j], int(tiers[k]), int(scores[k]), choice, fired_text, static_json[j][:-1] + ", " + dyn_json[1:], now)
+            rows[j] = row(ids[j], int(tiers[k]), int(scores[k]), choice, fired_text, dyn_json, now)
     return [r for r in rows if r is not None]

@@ -90,12 +90,14 @@ __all__ = [
     "PolicyError",
     "Rule",
     "check_policy",
+    "compact_fired_json",
     "diff_rankings",
     "error_line",
     "evaluate",
     "evaluate_columns",
     "evaluate_many",
-    "fired_json",
+    "expand_fired",
+    "fired_reads",
     "indicators_to_columns",
     "load_default_policy",
     "load_policy",
@@ -700,6 +702,7 @@ class _Compiled:
     floors: tuple[int | None, ...]  # per rule
     statics: tuple[tuple[str, ...] | None, ...]  # per rule: the supporting indicators when they are fixed
     templates: tuple[dict[str, Any], ...]  # per rule: the fixed fields of its FiredRule
+    compact_heads: dict[tuple[int, tuple[str, ...]], str]  # (rule, indicators read) -> its stored entry up to the digest
 
 
 _CACHE: dict[int, tuple[weakref.ref[Policy], _Compiled]] = {}
@@ -724,6 +727,7 @@ def _compiled(policy: Policy) -> _Compiled:
         statics=tuple(node.names if node.static else None for node in nodes),
         templates=tuple({"rule_id": r.id, "points": r.points, "tier_floor": r.tier_floor, "tier_cap": r.tier_cap, "reason": r.reason,
                          "source": r.source, "evidence": [], "indicators": {}} for r in rules),
+        compact_heads={},
     )
 
     def forget(_ref: weakref.ref[Policy]) -> None:
@@ -803,34 +807,53 @@ def _assess(c: _Compiled, vals: Values, indicators: Mapping[str, Indicator]) -> 
                     _ASSESSMENT_FIELDS)
 
 
-def fired_json(policy: Policy, rules: Sequence[int], values: Mapping[str, IndicatorValue], evidence: Mapping[str, Sequence[str]]) -> str:
-    """The fired rules (indices into ``policy.rules``, in policy order) as
-    ``json.dumps([f.model_dump() for f in evaluate(...).fired])`` writes them, without building the models: for the
-    fired matrices of ``evaluate_columns``.
-
-    ``values`` holds exactly the indicators the report has (an absent one is not a key), ``evidence`` their evidence;
-    each rule names the evidence and values ``evaluate`` would.
-    """
+def fired_reads(policy: Policy, rules: Sequence[int], present: Callable[[str], bool],
+                values: Callable[[], Mapping[str, IndicatorValue]]) -> list[tuple[int, tuple[str, ...]]]:
+    """Per fired rule (indices into ``policy.rules``): the indicators the report has that it read, as ``evaluate`` names
+    them in ``FiredRule.indicators``. ``values`` (every value of the report) is asked for only by a rule whose supporting
+    indicators depend on the values (under ``any`` or ``not``)."""
     c = _compiled(policy)
-    out: list[dict[str, Any]] = []
+    out: list[tuple[int, tuple[str, ...]]] = []
     for i in rules:
         names = c.statics[i]
         if names is None:
             found: dict[str, None] = {}
-            _support(c.nodes[i], values, found)
+            _support(c.nodes[i], values(), found)
             names = tuple(found)
-        fields = c.templates[i].copy()
-        if len(names) == 1:
-            n = names[0]
-            if n in values:
-                fields["evidence"] = list(evidence[n])
-                fields["indicators"] = {n: values[n]}
-        else:
-            present = [n for n in names if n in values]
-            fields["evidence"] = list(dict.fromkeys([e for n in present for e in evidence[n]]))
-            fields["indicators"] = {n: values[n] for n in present}
-        out.append(fields)
-    return json.dumps(out)  # one call: its overhead outweighs encoding the fixed fields again
+        out.append((i, tuple(n for n in names if present(n))))
+    return out
+
+
+def compact_fired_json(policy: Policy, fired: Sequence[tuple[int, tuple[str, ...], str | None]]) -> str:
+    """The fired rules as an assessment stores them: per rule (index, indicators read, digest of their context evidence)
+    the fixed fields of its ``FiredRule``, ``reads`` and ``context_evidence``, as ``json.dumps`` writes such a list. The
+    evidence and values themselves are written back on reading (``expand_fired``) from the report's indicators, which
+    are stored once (static ones with the report's facts, context ones with the assessment) instead of once more per rule."""
+    c = _compiled(policy)
+    parts = []
+    for i, reads, digest in fired:
+        head = c.compact_heads.get((i, reads))
+        if head is None:
+            fields = {k: v for k, v in c.templates[i].items() if k not in ("evidence", "indicators")}
+            head = json.dumps({**fields, "reads": list(reads), "context_evidence": None})[: -len("null}")]
+            c.compact_heads[(i, reads)] = head
+        parts.append(head + ("null" if digest is None else json.dumps(digest)) + "}")
+    return "[" + ", ".join(parts) + "]"
+
+
+def expand_fired(entries: Sequence[Mapping[str, Any]], values: Mapping[str, Any], evidence: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
+    """Stored fired rules with their evidence and values written back (``FiredRule.model_dump()`` each, as ``evaluate``
+    gives them), from the report's indicators. An entry stored whole (before assessments were stored compact) is kept."""
+    out: list[dict[str, Any]] = []
+    for e in entries:
+        if "reads" not in e:
+            out.append(dict(e))
+            continue
+        reads = [n for n in e["reads"] if n in values]
+        ev = list(evidence.get(reads[0], ())) if len(reads) == 1 else list(dict.fromkeys(x for n in reads for x in evidence.get(n, ())))
+        out.append({"rule_id": e["rule_id"], "points": e["points"], "tier_floor": e["tier_floor"], "tier_cap": e["tier_cap"],
+                    "reason": e["reason"], "source": e["source"], "evidence": ev, "indicators": {n: values[n] for n in reads}})
+    return out
 
 
 def evaluate(policy: Policy, indicators: Mapping[str, Indicator]) -> Assessment:

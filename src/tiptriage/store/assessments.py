@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from tiptriage.store.bulk import insert_rows
 from tiptriage.store.crypto import Cipher, aad, cipher_of
+from tiptriage.store.indicators import expand
 from tiptriage.store.schema import (
     agency_records,
     assessments,
@@ -25,6 +26,7 @@ from tiptriage.store.schema import (
     file_matches,
     report_accounts,
     report_hash_summary,
+    report_indicators,
     report_locations,
     reports,
     subject_accounts,
@@ -107,11 +109,16 @@ class AssessmentRepository:
         return out
 
     def get(self, report_id: str) -> dict[str, Any] | None:
+        """The stored assessment, its fired rules with their evidence and values and every indicator (``expand``)."""
         with self.engine.connect() as conn:
-            r = conn.execute(sa.select(assessments).where(assessments.c.report_id == report_id)).mappings().one_or_none()
+            q = (sa.select(assessments, report_indicators.c.static_json)
+                 .select_from(assessments.outerjoin(report_indicators, report_indicators.c.report_id == assessments.c.report_id))
+                 .where(assessments.c.report_id == report_id))
+            r = conn.execute(q).mappings().one_or_none()
             if r is None:
                 return None
-            return {**dict(r), "fired": json.loads(r["fired"]), "indicators": json.loads(r["indicators"])}
+            fired, held = expand(r["fired"], r["indicators"], r["static_json"])
+            return {**{k: v for k, v in r.items() if k != "static_json"}, "fired": fired, "indicators": held}
 
     def queue(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
         """Most urgent first: tier, then score, then the oldest report first."""

@@ -8,6 +8,9 @@ batch at once, in a fixed order, so the evidence lists come out the same on ever
 An assessment is replaced only when it differs from the stored one; when what an investigator sees changes (tier, score,
 policy, or the fired rules and their evidence) the previous assessment goes to ``assessment_history`` with the change and
 the reason it was assessed again.
+
+An assessment row is compact (``assess.batch``): its fired rules name the indicators they read, and it holds the context
+indicators only; ``expand`` joins the report's stored static indicators and writes each rule's evidence and values back.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import sqlalchemy as sa
 from numpy.typing import NDArray
 
 from tiptriage.assess.indicators import FACTS_VERSION, STATIC_INDICATORS, Context, ReportFacts, StaticIndicators
+from tiptriage.assess.policy import expand_fired
 from tiptriage.store import queue_keys
 from tiptriage.store.bulk import insert_rows
 from tiptriage.store.crypto import Cipher, cipher_of
@@ -54,8 +58,7 @@ _SHOWN = _COMPARED[:4]
 _MATCH_KEYS = ("file_id", "bank", "match_type", "distance", "series", "victim_identified", "suppressed_by")
 _LOCATION_KEYS = ("city", "region", "country_code", "confidence", "needs_review")
 _BUNDLE_KEYS = ("id", "reports", "representative_report_id", "key_kind")
-_FACT_COLUMNS = ("file_count", "incident_us", "incident_iso", "upload_candidates", "prior_reports", "record_keys",
-                 "static_json")
+_FACT_COLUMNS = ("file_count", "incident_us", "incident_iso", "upload_candidates", "prior_reports", "record_keys")
 
 
 def chunks(ids: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:
@@ -80,7 +83,6 @@ class FactsBatch:
 
     ids: list[str]
     columns: dict[str, NDArray[Any]]  # bool arrays; float arrays for int indicators (NaN: no value); object arrays for str
-    static_json: list[str]  # the static indicators with their evidence, as the assessment's JSON writes them
     facts: list[ReportFacts]
     record_keys: list[list[str]]  # keyed hashes
 
@@ -164,7 +166,7 @@ class IndicatorRepository:
         rows.sort(key=lambda r: order[r[0]])
         by_column = list(zip(*rows, strict=True)) if rows else [() for _ in cols]
         k = 1 + len(names)
-        file_count, incident_us, incident_iso, candidates, prior, keys, statics = by_column[k:]
+        file_count, incident_us, incident_iso, candidates, prior, keys = by_column[k:]
         distribution = by_column[1 + names.index("offence_distribution")]
         found = [str(r) for r in by_column[0]]
         facts = [ReportFacts(report_id=found[i], file_count=int(file_count[i]), distribution=bool(distribution[i]), incident_us=int(incident_us[i]),
@@ -173,7 +175,6 @@ class IndicatorRepository:
         return FactsBatch(
             ids=found,
             columns={n: _static_array(STATIC_INDICATORS[n], by_column[1 + j]) for j, n in enumerate(names)},
-            static_json=[str(s) for s in statics],
             facts=facts,
             record_keys=[list(_strings(x)) for x in keys],
         )
@@ -349,20 +350,26 @@ class IndicatorRepository:
                     if c["report_id"] in wanted:
                         current[c["report_id"]] = dict(c)
             changed: list[dict[str, Any]] = []
-            history: list[dict[str, Any]] = []
+            replaced: list[tuple[dict[str, Any], dict[str, Any]]] = []
             for r in rows:
                 old = current.get(r["report_id"])
                 if old is not None and all(old[k] == r[k] for k in _COMPARED):
                     continue
                 changed.append(r)
-                if old is not None and (any(old[k] != r[k] for k in _SHOWN) or (old["fired"] != r["fired"] and _rules(old["fired"]) != _rules(r["fired"]))):
-                    history.append({
-                        "report_id": r["report_id"], "tier": old["tier"], "score": old["score"], "policy_name": old["policy_name"],
-                        "policy_version": old["policy_version"], "policy_agency": old["policy_agency"], "fired": old["fired"],
-                        "assessed_at": old["assessed_at"], "new_tier": r["tier"], "new_score": r["score"],
-                        "new_policy_version": r["policy_version"], "change": json.dumps(_change(old, r)), "trigger": trigger[:2000],
-                        "replaced_at": at,
-                    })
+                if old is not None and (any(old[k] != r[k] for k in _SHOWN) or (old["fired"] != r["fired"] and _rules_differ(old["fired"], r["fired"]))):
+                    replaced.append((old, r))
+            # the history keeps a replaced assessment's rules whole, with the evidence it had: its compact row is expanded
+            static = _static_json(conn, [old["report_id"] for old, _ in replaced])
+            history: list[dict[str, Any]] = []
+            for old, r in replaced:
+                fired, _ = expand(old["fired"], old["indicators"], static.get(old["report_id"]))
+                history.append({
+                    "report_id": r["report_id"], "tier": old["tier"], "score": old["score"], "policy_name": old["policy_name"],
+                    "policy_version": old["policy_version"], "policy_agency": old["policy_agency"], "fired": json.dumps(fired),
+                    "assessed_at": old["assessed_at"], "new_tier": r["tier"], "new_score": r["score"],
+                    "new_policy_version": r["policy_version"], "change": json.dumps(_change(old, r)), "trigger": trigger[:2000],
+                    "replaced_at": at,
+                })
             for part in chunks([r["report_id"] for r in changed]):
                 conn.execute(assessments.delete().where(assessments.c.report_id.in_(part)))
             insert_rows(conn, assessments, list(changed))
@@ -378,31 +385,55 @@ class IndicatorRepository:
                      "replaced_at": aware(r["replaced_at"])} for r in conn.execute(q).mappings()]
 
     def indicator_maps(self, ids: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
-        """The indicators of the stored assessments of ``ids`` (JSON as stored), in ``ids`` order; unassessed ones left out."""
+        """Every indicator of the stored assessments of ``ids`` (static and context, JSON as stored), in ``ids`` order;
+        unassessed ones left out."""
         found: dict[str, dict[str, Any]] = {}
         with self.engine.connect() as conn:
             for part in chunks(ids):
-                q = sa.select(assessments.c.report_id, assessments.c.indicators).where(assessments.c.report_id.in_(part))
-                found.update({r[0]: json.loads(r[1]) for r in conn.execute(q)})
+                q = (sa.select(assessments.c.report_id, assessments.c.indicators, report_indicators.c.static_json)
+                     .select_from(assessments.outerjoin(report_indicators, report_indicators.c.report_id == assessments.c.report_id))
+                     .where(assessments.c.report_id.in_(part)))
+                found.update({r[0]: expand("[]", r[1], r[2])[1] for r in conn.execute(q)})
         return [(rid, found[rid]) for rid in ids if rid in found]
 
 
-_RULE = '{"rule_id": '
-
-
-def _rules(fired: str) -> dict[str, tuple[str, str]]:
-    """Rule id -> (its fixed fields, its evidence), read off the fired JSON as ``json.dumps`` writes it (the stored form):
-    a quote inside a value is escaped there, so the separators searched for occur only between fields. The values each
-    rule read are left out."""
-    out: dict[str, tuple[str, str]] = {}
-    start = fired.find(_RULE)
-    while start >= 0:
-        end = fired.find(_RULE, start + 1)
-        seg = fired[start : end if end >= 0 else len(fired)]
-        ev = seg.index(', "evidence": ')
-        out[seg[len(_RULE) + 1 : seg.index('", "points": ')]] = (seg[:ev], seg[ev : seg.index(', "indicators": ', ev)])
-        start = end
+def _static_json(conn: sa.Connection, ids: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in chunks(sorted(set(ids))):
+        q = sa.select(report_indicators.c.report_id, report_indicators.c.static_json).where(report_indicators.c.report_id.in_(part))
+        out.update({str(r[0]): str(r[1]) for r in conn.execute(q)})
     return out
+
+
+def expand(fired: str, indicators: str, static_json: str | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A stored assessment's fired rules with their evidence and values, and every indicator of it: its context indicators
+    with the report's static ones (``static_json``, stored with the report's facts; None when there are none). A row stored
+    whole, before assessments were compact, comes back as it was."""
+    held: dict[str, Any] = json.loads(indicators)
+    if static_json is not None and not any(n in held for n in STATIC_INDICATORS):
+        held = {**json.loads(static_json), **held}
+    values = {n: ind["value"] for n, ind in held.items()}
+    evidence = {n: ind["evidence"] for n, ind in held.items()}
+    return expand_fired(json.loads(fired), values, evidence), held
+
+
+def _rules(fired: str) -> dict[str, tuple[tuple[Any, ...], Any]]:
+    """Rule id -> (its fixed fields, what stands for its evidence: the indicators it read and the digest of their context
+    evidence; None for a rule stored whole before assessments were compact, whose evidence is not compared)."""
+    out: dict[str, tuple[tuple[Any, ...], Any]] = {}
+    for e in json.loads(fired):
+        fixed = (e["points"], e["tier_floor"], e["tier_cap"], e["reason"], e["source"])
+        out[e["rule_id"]] = (fixed, (tuple(e["reads"]), e["context_evidence"]) if "reads" in e else None)
+    return out
+
+
+def _evidence_differs(a: Any, b: Any) -> bool:
+    return a is not None and b is not None and a != b
+
+
+def _rules_differ(old: str, new: str) -> bool:
+    before, after = _rules(old), _rules(new)
+    return before.keys() != after.keys() or any(before[r][0] != after[r][0] or _evidence_differs(before[r][1], after[r][1]) for r in after)
 
 
 def _change(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -413,7 +444,7 @@ def _change(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
         "rules_added": [r for r in after if r not in before],
         "rules_removed": [r for r in before if r not in after],
         "effect_changed": [r for r in after if r in before and after[r][0] != before[r][0]],
-        "evidence_changed": [r for r in after if r in before and after[r][1] != before[r][1]],
+        "evidence_changed": [r for r in after if r in before and _evidence_differs(after[r][1], before[r][1])],
     }
     if (old["policy_version"], old["policy_agency"]) != (new["policy_version"], new["policy_agency"]):
         out["policy"] = {"from": {"name": old["policy_name"], "version": old["policy_version"], "agency": old["policy_agency"]},

@@ -312,8 +312,11 @@ assessments = sa.Table(
     sa.Column("score", sa.Integer, nullable=False),
     sa.Column("policy_name", sa.Text, nullable=False),
     sa.Column("policy_version", sa.String(32), nullable=False),
-    sa.Column("fired", sa.Text, nullable=False),  # JSON: the rules that fired with their evidence
-    sa.Column("indicators", sa.Text, nullable=False),  # JSON: every indicator with its evidence
+    # JSON: the rules that fired, each with the indicators it read and a digest of their context evidence; the evidence
+    # and values are written back on reading (store.indicators.expand). Rows written before that hold them whole.
+    sa.Column("fired", sa.Text, nullable=False),
+    # JSON: the context indicators with their evidence; the static ones are the report's (report_indicators.static_json)
+    sa.Column("indicators", sa.Text, nullable=False),
     sa.Column("assessed_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("policy_agency", sa.String(64)),  # whose policy produced it (agency_policies); NULL: the default policy (migration 0009)
     # the tier from the report's own indicators, before a linked report's tier lifts it (migration 0011); a subject's
@@ -464,7 +467,7 @@ assessment_history = sa.Table(
     sa.Column("policy_name", sa.Text, nullable=False),
     sa.Column("policy_version", sa.String(32), nullable=False),
     sa.Column("policy_agency", sa.String(64)),
-    sa.Column("fired", sa.Text, nullable=False),  # JSON, as it was
+    sa.Column("fired", sa.Text, nullable=False),  # JSON, as it was read: each rule with its evidence and values
     sa.Column("assessed_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("new_tier", sa.Integer, nullable=False),
     sa.Column("new_score", sa.Integer, nullable=False),
