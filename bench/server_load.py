@@ -18,14 +18,19 @@ One run:
   end of the warm-up until the last of them is answered (longer than S when answers are slow);
 - a diagnostic pass (BENCH_SERVER_DIAG_SECONDS, 15; 0 skips it) with the detail endpoint alone, to tell its cost from the
   queue's (not the measurement the target is about);
-- a profile of one request's parts, measured in this process without concurrency: the queue's SQL (count and page),
-  reading and decrypting one report, the agency check, and one audit append (every read writes a hash-chained audit
-  entry, serialised by a row lock on the chain head: by design, so it is measured, never switched off), and appends per
-  second from 32 threads through the service's group appender (concurrent appends share one transaction).
+- a profile of one request's parts, measured in this process without concurrency: the queue's SQL (count, page and the
+  page's rows: one statement), the report endpoint's read (agency check and report in one query, decrypted), the agency
+  check and the decrypted report each alone, the session check, and one audit append (every read writes a hash-chained
+  audit entry, serialised by a row lock on the chain head: by design, so it is measured, never switched off), and appends
+  per second from 32 threads through the service's group appender (concurrent appends share one transaction).
 
-Client and server share the machine's cores (2 on the reference machine, shared with whatever else runs): the numbers
-include the client's own CPU time, which is recorded (``client_cpu_ms_per_request``). Sizes: BENCH_SERVER_N reports
-(100,000), BENCH_SERVER_CLIENTS (50), BENCH_SERVER_SECONDS (30), BENCH_SERVER_WORKERS (uvicorn workers, 2).
+Client and server share the machine's cores (2 on the reference machine, shared with whatever else runs). The CPU time of
+each side per request is recorded from /proc: the client's (``client_cpu_ms_per_request``), the server's processes'
+(``server_cpu_ms_per_request``) and every PostgreSQL process's (``postgresql_cpu_ms_per_request``: the database is on the
+same machine; anything else using that server in the window counts too). With latency dominated by queueing for the two
+cores, these say where the time goes. Sizes: BENCH_SERVER_N reports (100,000), BENCH_SERVER_CLIENTS (50),
+BENCH_SERVER_SECONDS (30), BENCH_SERVER_WORKERS (uvicorn workers, 2); the server's own settings (TIPTRIAGE_SERVER_THREADS,
+TIPTRIAGE_DB_POOL_SIZE) pass through from the environment and are recorded.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -227,8 +233,39 @@ class _Connection:
             self.streams = None
 
 
+def _cpu_seconds(pids: Callable[[int, str, int], bool]) -> float:
+    """User + system CPU seconds of the processes ``pids(pid, name, parent)`` selects, from /proc (Linux); a PostgreSQL
+    postmaster (parent 1) adds its reaped backends' time, so connections closed within the window still count."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if not pids(int(entry), name, int(fields[1])):
+            continue
+        utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+        total += (utime + stime + ((cutime + cstime) if name == "postgres" and fields[1] == "1" else 0)) / tick
+    return total
+
+
+def _cpu_probe(server_pid: int) -> Callable[[], dict[str, float]] | None:
+    """CPU seconds so far of the server (uvicorn's supervisor and its workers) and of every PostgreSQL process on this machine
+    (the database is local on the reference machine; whatever else uses that server in the window is counted too). None
+    where /proc cannot be read."""
+    if not Path(f"/proc/{server_pid}/stat").exists():
+        return None
+    return lambda: {"server": _cpu_seconds(lambda pid, _name, parent: server_pid in (pid, parent)),
+                    "postgresql": _cpu_seconds(lambda _pid, name, _parent: name == "postgres")}
+
+
 async def _load(base: str, sessions: list[tuple[str, str]], ids: list[str], total: int, seconds: float, warmup: float,
-                queue_share: float = 0.5, seed: int = 7) -> dict[str, Any]:
+                queue_share: float = 0.5, seed: int = 7, cpu_probe: Callable[[], dict[str, float]] | None = None) -> dict[str, Any]:
     latencies: dict[str, list[float]] = {"queue": [], "report": []}
     errors: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
@@ -239,6 +276,7 @@ async def _load(base: str, sessions: list[tuple[str, str]], ids: list[str], tota
     start = time.perf_counter()
     measure_from, stop = start + warmup, start + warmup + seconds
     cpu_at: list[float] = []
+    others_at: dict[str, float] = {}
 
     async def one_client(cookie: str) -> None:
         headers = {"Cookie": cookie}
@@ -251,6 +289,8 @@ async def _load(base: str, sessions: list[tuple[str, str]], ids: list[str], tota
                     kind, path = "report", f"/api/reports/{rng.choice(ids)}"
                 if now >= measure_from and not cpu_at:
                     cpu_at.append(time.process_time())
+                    if cpu_probe is not None:
+                        others_at.update(cpu_probe())
                 t = time.perf_counter()
                 try:
                     status = str(await asyncio.wait_for(conn.get(path, headers), timeout=30))
@@ -270,12 +310,14 @@ async def _load(base: str, sessions: list[tuple[str, str]], ids: list[str], tota
     await asyncio.gather(*(one_client(cookie) for cookie, _ in sessions))
     wall = time.perf_counter() - measure_from
     client_cpu = time.process_time() - (cpu_at[0] if cpu_at else time.process_time())
+    others = {k: v - others_at[k] for k, v in cpu_probe().items()} if cpu_probe is not None and others_at else {}
     done = sum(len(v) for v in latencies.values()) + sum(errors.values())
     return {"seconds": round(wall, 2), "requests": done, "requests_per_s": round(done / wall, 1),
             "errors": sum(errors.values()), "errors_by_kind": dict(errors), "statuses": dict(statuses),
             "queue": _percentiles(latencies["queue"]), "report": _percentiles(latencies["report"]),
             "all": _percentiles(latencies["queue"] + latencies["report"]),
-            "client_cpu_ms_per_request": round(client_cpu * 1000 / max(done, 1), 3)}
+            "client_cpu_ms_per_request": round(client_cpu * 1000 / max(done, 1), 3),
+            **{f"{k}_cpu_ms_per_request": round(v * 1000 / max(done, 1), 3) for k, v in others.items()}}
 
 
 def _profile(url: str, ids: list[str], total: int, token: str, repeat: int = 200, seed: int = 11) -> dict[str, Any]:
@@ -309,6 +351,7 @@ def _profile(url: str, ids: list[str], total: int, token: str, repeat: int = 200
             "insert_and_commit": timed(commit_probe),
             "queue_page_and_count": timed(lambda: access.queue(AGENCY, PAGE, rng.randint(0, max(0, total - PAGE)))),
             "queue_first_page": timed(lambda: access.queue(AGENCY, PAGE, 0)),
+            "report_readable_decrypted": timed(lambda: access.readable_report(rng.choice(ids), AGENCY)),
             "agency_check": timed(lambda: access.via(rng.choice(ids), AGENCY)),
             "get_report_decrypted": timed(lambda: store.get_report(rng.choice(ids))),
             "audit_append": timed(lambda: store.audit.append("bench-profile", "read", object_type="report", object_id=rng.choice(ids),
@@ -373,6 +416,8 @@ def _audit_entries(url: str) -> int:
 
 
 def main(n: int = 100_000) -> dict[str, Any]:
+    from tiptriage.server.app import worker_threads
+
     clients = int(os.environ.get("BENCH_SERVER_CLIENTS", 50))
     seconds = float(os.environ.get("BENCH_SERVER_SECONDS", 30))
     workers = int(os.environ.get("BENCH_SERVER_WORKERS", 2))
@@ -387,6 +432,7 @@ def main(n: int = 100_000) -> dict[str, Any]:
                    "httpx's AsyncClient cost 4.2 ms of CPU per request with 50 pooled connections, against about 0.1 ms; "
                    "the client's own CPU per request is in load.client_cpu_ms_per_request"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average_at_start": os.getloadavg()},
+        "server_threads_per_worker": worker_threads(), "db_pool_size_per_worker": int(os.environ.get("TIPTRIAGE_DB_POOL_SIZE", "20")),
     }
     subs = _data(n)
     pg_admin = os.environ.get("TIPTRIAGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -413,7 +459,8 @@ def main(n: int = 100_000) -> dict[str, Any]:
             results["queue_total"] = total
             audit_before, opened_before = _audit_entries(url), _sessions_opened(url)
             print(f"load: {clients} clients for {seconds} s against {base}", file=sys.stderr)
-            results["load"] = asyncio.run(_load(base, sessions, ids, total, seconds, warmup))
+            probe = _cpu_probe(proc.pid)
+            results["load"] = asyncio.run(_load(base, sessions, ids, total, seconds, warmup, cpu_probe=probe))
             audit_after, opened_after = _audit_entries(url), _sessions_opened(url)
             results["load"]["audit_entries_written"] = audit_after - audit_before
             # pg_stat_database.sessions: with the harness's own probes and any first fill of the pools, so an upper bound
@@ -423,7 +470,7 @@ def main(n: int = 100_000) -> dict[str, Any]:
             diag = float(os.environ.get("BENCH_SERVER_DIAG_SECONDS", 15))
             if diag > 0:
                 print(f"diagnostic: report detail only, {diag} s", file=sys.stderr)
-                results["diagnostic_report_only"] = asyncio.run(_load(base, sessions, ids, total, diag, warmup, queue_share=0.0))
+                results["diagnostic_report_only"] = asyncio.run(_load(base, sessions, ids, total, diag, warmup, queue_share=0.0, cpu_probe=probe))
             _stop_server(proc)
             proc = None
             results["profile_one_request_parts"] = _profile(url, ids, total, sessions[0][0].split("=", 1)[1])

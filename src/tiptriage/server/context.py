@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from tiptriage.server.auth import Action, Authenticator, Principal, allowed
 from tiptriage.server.problems import Problem
@@ -48,10 +48,22 @@ class Context:
         may_read = allowed(who.user.role, Action.READ_REPORT)
         via = self.access.via(report_id, who.user.agency_id) if may_read else None
         if via is None:
-            reason = "role may not read case data" if not may_read else "report not visible to the agency"
-            self.audit(who, verb, "denied", object_type=object_type, object_id=report_id, reason=reason)
-            raise Problem(404, "not-found", "Not found", "No such report.")
+            self._hidden(who, report_id, object_type, verb, may_read)
         return via
+
+    def readable_report(self, who: Principal, report_id: str) -> tuple[str, str | None]:
+        """``visible_report`` and the report's JSON (None: not stored) in one query: the check and the read the report
+        endpoint makes on every call."""
+        may_read = allowed(who.user.role, Action.READ_REPORT)
+        via, text = self.access.readable_report(report_id, who.user.agency_id) if may_read else (None, None)
+        if via is None:
+            self._hidden(who, report_id, "report", "read", may_read)
+        return via, text
+
+    def _hidden(self, who: Principal, report_id: str, object_type: str, verb: str, may_read: bool) -> NoReturn:
+        reason = "role may not read case data" if not may_read else "report not visible to the agency"
+        self.audit(who, verb, "denied", object_type=object_type, object_id=report_id, reason=reason)
+        raise Problem(404, "not-found", "Not found", "No such report.")
 
     def own_case(self, who: Principal, ref: str, verb: str = "change") -> dict[str, Any]:
         """The agency's own case by id or report id, or a 404 (audited as denied)."""

@@ -105,6 +105,22 @@ AUDIT_TABLES: Final = (audit_log, audit_head)
 AUDIT_HEAD_SEED: Final = {"id": 1, "seq": 0, "hash": GENESIS_HASH, "keyed": False, "key_id": None, "format": FORMAT_VERSION}
 
 
+# Built once: every audited request runs them, and a statement object keeps its cache key, so each execution finds its
+# compiled SQL without walking the statement again
+_LOCK_HEAD: Final = sa.select(audit_head).where(audit_head.c.id == 1).with_for_update()
+_INSERT_ENTRIES: Final = audit_log.insert()
+_MOVE_HEAD: Final = audit_head.update().where(audit_head.c.id == 1).values(
+    seq=sa.bindparam("new_seq", type_=sa.BigInteger), hash=sa.bindparam("new_hash", type_=sa.String))
+
+_ENTRY_COLUMNS: Final = tuple(c.name for c in audit_log.c)
+_PG_ARRAY_TYPES: Final = {"seq": "bigint[]", "at": "timestamptz[]"}  # the rest are text
+_PG_APPEND: Final = sa.text(
+    "WITH moved AS (UPDATE audit_head SET seq = :new_seq, hash = :new_hash WHERE id = 1) "
+    f"INSERT INTO audit_log ({', '.join(_ENTRY_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"CAST(:{c} AS {_PG_ARRAY_TYPES.get(c, 'text[]')})" for c in _ENTRY_COLUMNS) + ")"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ChainHeader:
     head: AuditHead
@@ -212,7 +228,7 @@ class AuditRepository:
                 yield conn
 
     def _lock_head(self, conn: sa.Connection) -> ChainHeader:
-        q = sa.select(audit_head).where(audit_head.c.id == 1).with_for_update()
+        q = _LOCK_HEAD
         row = conn.execute(q).mappings().one_or_none()
         if row is None:
             if self._dialect == "postgresql":
@@ -294,17 +310,23 @@ class AuditRepository:
             entry = seal(prev.seq + 1, datetime.now(UTC), event, prev.hash, self.key)
             entries.append(entry)
             prev = AuditHead(entry.seq, entry.hash)
+        rows = [_row(e) for e in entries]
         try:
-            conn.execute(audit_log.insert(), [_row(e) for e in entries])
+            if self._dialect == "postgresql" and header.head.seq > 0:
+                # the entries and the head's move in one statement, one round trip (every audited read waits for it)
+                conn.execute(_PG_APPEND, {"new_seq": prev.seq, "new_hash": prev.hash, **{c: [r[c] for r in rows] for c in _ENTRY_COLUMNS}})
+                return entries
+            conn.execute(_INSERT_ENTRIES, rows)
         except sa.exc.IntegrityError as e:
             raise AuditError(
                 f"audit_head says the log ends at entry {header.head.seq} but entry {header.head.seq + 1} already exists: "
                 "the head was changed outside the audit log; run the audit verification"
             ) from e
-        values: dict[str, Any] = {"seq": prev.seq, "hash": prev.hash}
         if header.head.seq == 0:
-            values |= {"keyed": self.key is not None, "key_id": key_id(self.key) if self.key else None, "format": FORMAT_VERSION}
-        conn.execute(audit_head.update().where(audit_head.c.id == 1).values(**values))
+            conn.execute(audit_head.update().where(audit_head.c.id == 1).values(
+                seq=prev.seq, hash=prev.hash, keyed=self.key is not None, key_id=key_id(self.key) if self.key else None, format=FORMAT_VERSION))
+        else:
+            conn.execute(_MOVE_HEAD, {"new_seq": prev.seq, "new_hash": prev.hash})
         return entries
 
     # -- reading -------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
+from pydantic_core import from_json
 
 from tiptriage.store.audit import audit_log
 from tiptriage.store.schema import assessments, cases, reports
@@ -66,7 +67,7 @@ class ServiceViews:
                            cases.c.due_at)
                  .select_from(joined).where(assessments.c.report_id.in_(ids)))
             found = {r["report_id"]: {**dict(r), "received_at": aware(r["received_at"]), "due_at": aware(r["due_at"]),
-                                      "reasons": [f["reason"] for f in json.loads(r["fired"])]} for r in conn.execute(q).mappings()} if ids else {}
+                                      "reasons": [f["reason"] for f in from_json(r["fired"])]} for r in conn.execute(q).mappings()} if ids else {}
         rows = [found[i] for i in ids if i in found]
         for r in rows:
             del r["fired"]
