@@ -826,7 +826,7 @@ def _per_report_rows(store: Store, ids: list[str], now: datetime, policies: Poli
     subject(contexts)
     # an assessment row holds the context indicators only; the static ones it is read with are the report's stored facts
     facts = IndicatorRepository(store.engine)
-    current = set(facts.load_facts(ids).ids)
+    current = facts.with_facts(ids)
     facts.save_facts([(*report_facts(r), [facts.record_key(k) for k in record_keys(r)]) for r in reports if r.id not in current], now)
     return [assess_report(report.id, extract(report, contexts[report.id], now), policies.for_route(routes.get(report.id)), now)
             for report in reports]

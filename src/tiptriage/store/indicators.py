@@ -152,6 +152,17 @@ class IndicatorRepository:
             n = conn.execute(sa.select(sa.func.count()).select_from(reports).where(reports.c.id.between(ids[0], ids[-1]))).scalar_one()
         return int(n) <= len(ids) * 1.25
 
+    def with_facts(self, ids: Sequence[str]) -> set[str]:
+        """Those of ``ids`` whose stored facts are current."""
+        version = self.facts_version()
+        out: set[str] = set()
+        with self.engine.connect() as conn:
+            for part in chunks(ids):
+                q = sa.select(report_indicators.c.report_id).where(report_indicators.c.report_id.in_(part),
+                                                                   report_indicators.c.facts_version == version)
+                out.update(str(r[0]) for r in conn.execute(q))
+        return out
+
     def load_facts(self, ids: Sequence[str], ranged: bool = False) -> FactsBatch:
         """The stored, current facts of ``ids`` (those without are left out: derive them and load again)."""
         version = self.facts_version()
