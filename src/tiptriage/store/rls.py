@@ -34,6 +34,7 @@ REPORT_SCOPED = {
 READ_WRITE = ["hash_banks", "hash_entries", "hash_imports", "subjects", "subject_accounts", "account_links", "link_decisions",
               "bundles", "viral_hashes", "agency_records", "route_events", "case_events", "deconfliction_notices", "report_agency",
               "submissions", "submission_documents", "blobs", "blob_chunks", "quarantine", "store_meta", "users", "sessions", "audit_head", "agency_policies"]
+AGENCY_COUNTS = "report_agency_counts"
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -65,6 +66,21 @@ def statements(app_role: str, owner: str | None = None) -> list[str]:
             out += [f"DROP POLICY IF EXISTS pipeline_owner ON {table}",
                     f'CREATE POLICY pipeline_owner ON {table} TO "{owner}" USING (true) WITH CHECK (true)']
     out += [f"GRANT SELECT, INSERT, UPDATE, DELETE ON {t} TO {app_role}" for t in READ_WRITE]
+    # The queue's counts by agency, tier and score: the application role reads its own agency's rows only, and writes none;
+    # the triggers on report_agency keep them (as the owner, SECURITY DEFINER: migration 0012), so a count cannot be set
+    # to anything but what the access rows say.
+    out += [
+        f"REVOKE ALL ON {AGENCY_COUNTS} FROM {app_role}",
+        f"GRANT SELECT ON {AGENCY_COUNTS} TO {app_role}",
+        f"ALTER TABLE {AGENCY_COUNTS} ENABLE ROW LEVEL SECURITY",
+        f"ALTER TABLE {AGENCY_COUNTS} FORCE ROW LEVEL SECURITY",
+        f"DROP POLICY IF EXISTS agency_isolation ON {AGENCY_COUNTS}",
+        f"CREATE POLICY agency_isolation ON {AGENCY_COUNTS} FOR SELECT TO {app_role} "
+        f"USING (agency_id = current_setting('tiptriage.agency', true))",
+    ]
+    if owner:
+        out += [f"DROP POLICY IF EXISTS pipeline_owner ON {AGENCY_COUNTS}",
+                f'CREATE POLICY pipeline_owner ON {AGENCY_COUNTS} TO "{owner}" USING (true) WITH CHECK (true)']
     out += [
         f"GRANT SELECT, INSERT ON audit_log TO {app_role}",
         f"REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM {app_role}",

@@ -98,6 +98,20 @@ sa.Index("ix_report_agency_agency", report_agency.c.agency_id)
 sa.Index("ix_report_agency_queue", report_agency.c.agency_id, report_agency.c.tier, report_agency.c.score.desc(),
          report_agency.c.received_at, report_agency.c.report_id)
 
+# How many of each agency's assessed access rows have each (tier, score): the queue's total is their sum and a deep page
+# starts at the group whose running sum passes the offset, instead of counting and skipping the agency's rows on every page.
+# Kept by triggers on report_agency (migration 0012), since several places write that table directly; a group emptied keeps
+# its row at zero rather than being deleted, so a concurrent writer's upsert never races a delete. Left out of USER_TABLES:
+# created without its triggers it would stay empty.
+report_agency_counts = sa.Table(
+    "report_agency_counts",
+    metadata,
+    sa.Column("agency_id", sa.String(64), primary_key=True),
+    sa.Column("tier", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("score", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("n", sa.BigInteger, nullable=False),
+)
+
 USER_TABLES: Final = (users, sessions, report_agency)
 
 
@@ -396,9 +410,10 @@ class ReportAccessRepository:
         policy_version, via.
 
         The order and the count come from the agency's own access rows, which carry copies of the sort keys
-        (``store.queue_keys``; NULL tier: not assessed yet): a page is a range of ``ix_report_agency_queue`` and the count an
-        index-only scan, instead of joining and sorting every report the agency sees (a third of a second at 100,000 reports
-        for each page). Count, page and the page's columns are one statement, one round trip, in one snapshot. A page past the
+        (``store.queue_keys``; NULL tier: not assessed yet): a page is a range of ``ix_report_agency_queue`` starting at the
+        (tier, score) group the offset falls in, and the count a sum of the agency's few ``report_agency_counts`` rows, instead
+        of joining and sorting every report the agency sees (a third of a second at 100,000 reports for each page) or counting
+        and skipping its access rows. Count, page and the page's columns are one statement, one round trip, in one snapshot. A page past the
         end comes back empty, with the total."""
         params = {"agency": agency_id, "limit": limit, "offset": offset}
         with self.engine.connect() as conn:
@@ -420,29 +435,61 @@ _READABLE_REPORT: Final = (
            report_agency.c.agency_id == sa.bindparam("agency", type_=sa.String))
 )
 
-def _assessed_total(agency: sa.ColumnElement[str]) -> sa.ScalarSelect[Any]:
-    """``assessed_count`` (every access row of the agency less the unassessed ones) for a bound agency."""
-    ra = report_agency
-    every = sa.select(sa.func.count()).select_from(ra).where(ra.c.agency_id == agency).scalar_subquery()
-    unassessed = sa.select(sa.func.count()).select_from(ra).where(ra.c.agency_id == agency, ra.c.tier.is_(None)).scalar_subquery()
-    return sa.select(every - unassessed).scalar_subquery()
+def _counted_total(agency: sa.ColumnElement[str], tier: sa.ColumnElement[int] | None = None) -> sa.ScalarSelect[Any]:
+    """How many of the agency's access rows are assessed (of ``tier``, when given): the sum of its few count rows."""
+    c = report_agency_counts
+    q = sa.select(sa.func.coalesce(sa.func.sum(c.c.n), 0)).where(c.c.agency_id == agency)
+    if tier is not None:
+        q = q.where(c.c.tier == tier)
+    return q.scalar_subquery()
+
+
+def _page_from_counts(agency: sa.ColumnElement[str], tier: sa.ColumnElement[int] | None, limit: sa.ColumnElement[int],
+                      offset: sa.ColumnElement[int]) -> sa.Subquery:
+    """The page's access rows (report_id, tier, score, received_at; unordered: order by the queue keys) without skipping
+    ``offset`` rows of the index: the running sum of the agency's counts in queue order names the (tier, score) group the
+    offset falls in and how many rows come before it; the page is then read from that group's first row, as two index ranges
+    (the rest of its tier from its score down, and the later tiers), skipping only the rows of the group before the offset.
+    Two ranges because the index orders score descending within an ascending tier, which no one row comparison spans."""
+    c, ra = report_agency_counts, report_agency
+    upto = sa.func.sum(c.c.n).over(order_by=(c.c.tier, c.c.score.desc()), rows=(None, 0))
+    groups = sa.select(c.c.tier, c.c.score, c.c.n, upto.label("upto")).where(c.c.agency_id == agency)
+    if tier is not None:
+        groups = groups.where(c.c.tier == tier)
+    g = groups.subquery("groups")
+    start = (sa.select(g.c.tier, g.c.score, (g.c.upto - g.c.n).label("before")).where(g.c.upto > offset)
+             .order_by(g.c.tier, g.c.score.desc()).limit(1).cte("start"))
+    start_tier = sa.select(start.c.tier).scalar_subquery()
+    start_score = sa.select(start.c.score).scalar_subquery()
+    # offset >= total: no group, so no rows; the skip is then 0, an integer OFFSET rather than NULL (SQLite refuses NULL)
+    skip = offset - sa.func.coalesce(sa.select(start.c.before).scalar_subquery(), offset)
+    cols = (ra.c.report_id, ra.c.tier, ra.c.score, ra.c.received_at)
+    keys = (ra.c.tier, ra.c.score.desc(), ra.c.received_at, ra.c.report_id)
+    # the skip is taken inside the first range, which holds the whole group and so more rows than the skip: each range then
+    # gives at most ``limit`` rows to the merge in queue order, not ``limit`` plus the skip to a sort
+    same_tier = (sa.select(*cols).where(ra.c.agency_id == agency, ra.c.tier == start_tier, ra.c.score <= start_score)
+                 .order_by(*keys).limit(limit).offset(skip).subquery("same_tier"))
+    arms: list[sa.Select[Any]] = [sa.select(*same_tier.c)]
+    if tier is None:
+        later = (sa.select(*cols).where(ra.c.agency_id == agency, ra.c.tier > start_tier)
+                 .order_by(*keys).limit(limit).subquery("later"))
+        arms.append(sa.select(*later.c))
+    both = sa.union_all(*arms).subquery("both") if len(arms) > 1 else arms[0].subquery("both")
+    return (sa.select(*both.c).order_by(both.c.tier, both.c.score.desc(), both.c.received_at, both.c.report_id)
+            .limit(limit).subquery("page"))
 
 
 # Built once: a statement object keeps its cache key, so each execution finds its compiled SQL without walking the tree again
-_ASSESSED_TOTAL: Final = sa.select(_assessed_total(sa.bindparam("agency", type_=sa.String)))
+_ASSESSED_TOTAL: Final = sa.select(_counted_total(sa.bindparam("agency", type_=sa.String)))
 
 def _queue_statement() -> sa.Select[Any]:
-    """The queue's one statement: the page of access rows by the queue index (its own columns only, so skipping ``offset`` rows
-    reads the index alone), joined to the page's assessments, reports and access rows, with the total on every row."""
+    """The queue's one statement: the page of access rows from the agency's counts and the queue index (its own columns only,
+    ``_page_from_counts``), joined to the page's assessments, reports and access rows, with the total on every row."""
     ra, agency = report_agency, sa.bindparam("agency", type_=sa.String)
-    page = (sa.select(ra.c.report_id, ra.c.tier, ra.c.score, ra.c.received_at)
-            .where(ra.c.agency_id == agency, ra.c.tier.is_not(None))
-            .order_by(ra.c.tier, ra.c.score.desc(), ra.c.received_at, ra.c.report_id)
-            .limit(sa.bindparam("limit", type_=sa.Integer)).offset(sa.bindparam("offset", type_=sa.Integer))
-            .subquery("page"))
+    page = _page_from_counts(agency, None, sa.bindparam("limit", type_=sa.Integer), sa.bindparam("offset", type_=sa.Integer))
     qa, qr, qra = assessments.alias("qa"), reports.alias("qr"), ra.alias("qra")
     return (
-        sa.select(_assessed_total(agency).label("total"), qa.c.report_id, qa.c.tier, qa.c.score, qr.c.incident_type, qr.c.received_at,
+        sa.select(_counted_total(agency).label("total"), qa.c.report_id, qa.c.tier, qa.c.score, qr.c.incident_type, qr.c.received_at,
                   qa.c.fired, qa.c.policy_version, qra.c.via)
         .select_from(page.join(qa, qa.c.report_id == page.c.report_id).join(qr, qr.c.id == page.c.report_id)
                      .join(qra, sa.and_(qra.c.report_id == page.c.report_id, qra.c.agency_id == agency)))
@@ -457,38 +504,35 @@ def access_row_page(conn: sa.Connection, agency_id: str, *, tier: int | None = N
                     offset: int) -> tuple[list[str], int]:
     """One page of the agency's assessed reports in queue order (tier, score descending, received, report id) and how many
     there are, from its access rows and their copied sort keys (``store.queue_keys``): the page is a range of
-    ``ix_report_agency_queue``, not a sort of every report. ``open_only``: no closed case of the agency's own; their count is
-    all less the closed ones, which are few next to a whole queue."""
+    ``ix_report_agency_queue``, not a sort of every report. Unfiltered or by tier, the total and the page's start come from
+    ``report_agency_counts`` (``_page_from_counts``). ``open_only``: no closed case of the agency's own, which the counts do
+    not know, so that page skips its offset over the index; its count is the counts' sum less the closed ones, which are few
+    next to a whole queue."""
     ra = report_agency
+    if not open_only:
+        agency = sa.literal(agency_id, sa.String)
+        tier_is = sa.literal(tier, sa.Integer) if tier is not None else None
+        total_q = sa.select(_counted_total(agency, tier_is))
+        page = _page_from_counts(agency, tier_is, sa.literal(limit, sa.Integer), sa.literal(offset, sa.Integer))
+        q = sa.select(total_q.scalar_subquery().label("total"), page.c.report_id).select_from(page)
+        rows = conn.execute(q.order_by(page.c.tier, page.c.score.desc(), page.c.received_at, page.c.report_id)).all()
+        if not rows:
+            return [], int(conn.execute(total_q).scalar_one())
+        return [str(r[1]) for r in rows], int(rows[0][0])
     mine: list[sa.ColumnElement[bool]] = [ra.c.agency_id == agency_id, ra.c.tier.is_not(None)]
     if tier is not None:
         mine.append(ra.c.tier == tier)
     closed_own = sa.and_(cases.c.report_id == ra.c.report_id, cases.c.agency_id == agency_id, cases.c.state == "closed")
-    counted = assessed_count(agency_id, tier)
-    if open_only:  # one statement, so both counts see the same snapshot
-        closed = sa.select(sa.func.count()).select_from(ra.join(cases, closed_own)).where(*mine).scalar_subquery()
-        counted = sa.select(counted.scalar_subquery() - closed)
+    # one statement, so both counts see the same snapshot
+    closed = sa.select(sa.func.count()).select_from(ra.join(cases, closed_own)).where(*mine).scalar_subquery()
+    counted = sa.select(_counted_total(sa.literal(agency_id, sa.String), sa.literal(tier, sa.Integer) if tier is not None else None)
+                        - closed)
     total = int(conn.execute(counted).scalar_one())
     if offset >= total:
         return [], total
-    order = sa.select(ra.c.report_id).where(*mine)
-    if open_only:
-        order = order.where(~sa.exists().where(closed_own))
+    order = sa.select(ra.c.report_id).where(*mine).where(~sa.exists().where(closed_own))
     order = order.order_by(ra.c.tier, ra.c.score.desc(), ra.c.received_at, ra.c.report_id).limit(limit).offset(offset)
     return [str(r[0]) for r in conn.execute(order)], total
-
-
-def assessed_count(agency_id: str, tier: int | None = None) -> sa.Select[Any]:
-    """How many of the agency's access rows are assessed (of ``tier``, when given), as one statement (one snapshot). Without a
-    tier: every row of the agency less the unassessed ones, since counting on the agency index alone (its keys deduplicated,
-    a few pages) takes a third of the time of counting assessed rows on the wider queue index at 100,000 rows, and the
-    unassessed rows are a short range of the queue index (a NULL tier sorts last)."""
-    ra = report_agency
-    if tier is not None:
-        return sa.select(sa.func.count()).select_from(ra).where(ra.c.agency_id == agency_id, ra.c.tier == tier)
-    every = sa.select(sa.func.count()).select_from(ra).where(ra.c.agency_id == agency_id).scalar_subquery()
-    unassessed = sa.select(sa.func.count()).select_from(ra).where(ra.c.agency_id == agency_id, ra.c.tier.is_(None)).scalar_subquery()
-    return sa.select(every - unassessed)
 
 
 # built once, as the other statements every request runs (see _ASSESSED_TOTAL)
