@@ -14,7 +14,9 @@ moves, as after a policy change):
   rules name the indicators they read, and only the context indicators are kept: evidence is written back on reading);
 - after, nothing changed: the stored path when no assessment differs (what a re-assessment costs for the unchanged);
 - after, one process: the stored path with no worker processes (what one core does).
-Wall and CPU seconds of this process are both given: on a shared machine wall time also counts other work.
+Wall and CPU seconds are both given: on a shared machine wall time also counts other work. CPU seconds are this process's
+only: the worker processes are the multiprocessing forkserver's children, not its own, so with workers they are the
+writer's share.
 
 BENCH_ASSESS_FROM names an existing triaged SQLite database to copy instead of generating one (building 100,000 reports
 takes most of the time).
