@@ -814,7 +814,8 @@ def _per_report_rows(store: Store, ids: list[str], now: datetime, policies: Poli
                      subject: Callable[[dict[str, Context]], None]) -> list[dict[str, Any]]:
     repo = store.assessments
     ctx_rows = repo.context_rows(ids)
-    routes = IndicatorRepository(store.engine).routes(ids)
+    facts = IndicatorRepository(store.engine)
+    routes = facts.routes(ids)
     reports = store.get_reports(ids)
     contexts: dict[str, Context] = {}
     for report in reports:
@@ -825,7 +826,6 @@ def _per_report_rows(store: Store, ids: list[str], now: datetime, policies: Poli
                                       deconfliction=c.get("deconfliction", []))
     subject(contexts)
     # an assessment row holds the context indicators only; the static ones it is read with are the report's stored facts
-    facts = IndicatorRepository(store.engine)
     current = facts.with_facts(ids)
     facts.save_facts([(*report_facts(r), [facts.record_key(k) for k in record_keys(r)]) for r in reports if r.id not in current], now)
     return [assess_report(report.id, extract(report, contexts[report.id], now), policies.for_route(routes.get(report.id)), now)

@@ -97,11 +97,6 @@ def _column(kind: str, values: Sequence[Value]) -> NDArray[Any]:
     return np.array(values, dtype=object)
 
 
-def _missing(col: NDArray[Any]) -> NDArray[np.bool_]:
-    """Where a stored static column holds no value (NaN, None): the report does not have that indicator."""
-    return np.isnan(col) if col.dtype.kind == "f" else np.array([v is None for v in col.tolist()], dtype=np.bool_)
-
-
 def _plain(kind: str, col: NDArray[Any]) -> list[Any]:
     """A stored static column as Python values of the indicator's own type, None where the report does not have it."""
     if col.dtype.kind == "f":
@@ -135,7 +130,6 @@ def assess_stored(
     columns: dict[str, NDArray[Any]] = dict(static_columns)
     for name, kind in CONTEXT_INDICATORS.items():
         columns[name] = _column(kind, [d[name][0] if name in d else None for d in dynamic])
-    absent = {name: _missing(col) for name, col in static_columns.items() if col.dtype.kind in "fO"}
     plain = {name: _plain(STATIC_INDICATORS.get(name, ""), col) for name, col in static_columns.items()}
     choices = [policies.for_route(routes.get(rid)) for rid in ids]
     groups: dict[tuple[str, str | None], list[int]] = {}
@@ -157,7 +151,7 @@ def assess_stored(
             evidence = {name: ev for name, (_, ev) in dyn.items()}
 
             def present(name: str, j: int = j, dyn: dict[str, tuple[Value, list[str]]] = dyn) -> bool:
-                return name in dyn or (name in static_columns and not (name in absent and absent[name][j]))
+                return name in dyn or (name in plain and plain[name][j] is not None)
 
             def values(j: int = j, dyn: dict[str, tuple[Value, list[str]]] = dyn) -> dict[str, IndicatorValue]:
                 # only a rule under any/not asks: the values as the per-report path has them (ints as ints, absent left out)
