@@ -33,11 +33,10 @@ def test_each_planted_class_lands_where_a_unit_needs_it(evaluated: tuple[Store, 
     assert share("imminent_danger", (1,)) == 1.0  # every imminent-danger report in tier 1
     for klass in ("sextortion", "enticement_meeting", "suspected_production"):
         assert share(klass, (1, 2)) == 1.0, klass  # every one in tier 1 or 2
-    # known-content possession stays in tier 3 unless a rule that puts a child first says why: its subject has a tier-1
-    # report (the lift), or a file matched a series whose victim is not identified. Issue 5 asks for 90 % in tier 3; on this
-    # synthetic set it is about 80 %, because the generator draws each report's class independently of its person, so one
-    # person in ten with several reports also has a tier-1 report (see the issue's note)
-    assert classes["known_possession"]["tier_share"].get("3", 0) >= 0.75
+    # at least 90 % of known-content possession in tier 3: it leaves it only when its subject has a tier-1 report (the
+    # lift), or downwards when its file is bundled as viral (the flood rule)
+    assert classes["known_possession"]["tier_share"].get("3", 0) >= 0.9
+    lifted = 0
     for rid, t in truth["reports"].items():
         if t["class"] != "known_possession":
             continue
@@ -45,7 +44,11 @@ def test_each_planted_class_lands_where_a_unit_needs_it(evaluated: tuple[Store, 
         assert a is not None
         if a["tier"] < 3:
             raised = {f["rule_id"] for f in a["fired"] if f["tier_floor"] is not None and f["tier_floor"] < 3}
-            assert raised and raised <= {"subject-has-tier1-report", "unidentified-victim-series"}, (rid, raised)
+            assert raised == {"subject-has-tier1-report"}, (rid, raised)
+            lifted += 1
+        elif a["tier"] > 3:
+            assert {f["rule_id"] for f in a["fired"] if f["tier_cap"] is not None} == {"viral-reshare"}, rid
+    assert lifted > 0, "the synthetic set has dual offenders, so the lift is exercised on known-content possession"
     assert classes["viral_reshare"]["first_position"] > 500  # no viral re-share among the first 500
     assert share("informational", (4,)) == 1.0  # informational reports in tier 4
     assert classes["imminent_danger"]["last_position"] < classes["known_possession"]["first_position"]

@@ -157,9 +157,9 @@ def test_worker_processes_compute_what_one_process_computes(triaged: Store, tmp_
     store = triaged
     n = store.count_reports()
     policy = tmp_path / "known-tier1.yaml"
-    unidentified = "tier_floor: 2\n    points: 20\n    reason: A file matched a series whose victim is not yet identified"
+    unidentified = "points: 10\n    reason: A file matched a series whose victim is not yet identified"
     assert unidentified in pipeline.policy_text()
-    policy.write_text(pipeline.policy_text().replace(unidentified, unidentified.replace("tier_floor: 2", "tier_floor: 1")))
+    policy.write_text(pipeline.policy_text().replace(unidentified, unidentified.replace("points: 10", "tier_floor: 1\n    points: 10")))
     par = pipeline.assess(store, policy_path=policy, now=NOW + timedelta(days=2), batch=40, workers=2)
     assert par.changed >= n and par.assessed == n and par.relifted > 0  # some written again after a neighbour's lift
     parallel = snapshot(store)

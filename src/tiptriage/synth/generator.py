@@ -14,10 +14,14 @@ tests and demos have enough of them.
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import phonenumbers
+from phonenumbers import geocoder
 
 from tiptriage.model import (
     Account,
@@ -55,6 +59,12 @@ CLASS_MIX: dict[str, float] = {
     "spam": 0.02,
 }
 LIVE_VICTIM_CLASSES = frozenset({"imminent_danger", "sextortion", "enticement_meeting", "suspected_production"})
+# a person's reports follow that person's offending: most offenders are reported for content only or for live-victim
+# offending only, and a share of "dual" offenders for both. The dual share is the Swiss national cohort's (S21, Goller et
+# al. 2016: 363 dual offenders of 4,612 convicted of pornography offences); it is the one source of reports of one person
+# that a unit sees under both kinds, so the subject lift (a tier-1 report lifts the subject's other reports) reaches about
+# that share of the content reports of persons with several reports
+DUAL_OFFENDER_SHARE = 363 / 4612
 # the tier each planted class belongs in at most, as issue 5 states the evaluation (a child in imminent danger: 1; a child at
 # risk of contact or production: 2; known content: 3; viral, informational, spam: 4); the relevance of NDCG is 4 minus it
 EXPECTED_TIER: dict[str, int] = {"imminent_danger": 1, "sextortion": 2, "enticement_meeting": 2, "suspected_production": 2,
@@ -73,6 +83,10 @@ NET_PREFIXES = ["192.0.2.", "198.51.100.", "203.0.113."]
 AREA_CODES = [201, 202, 203, 205, 206, 207, 208, 209, 210, 212, 213, 214, 215, 216, 217, 218, 219, 224, 225, 228,
               229, 231, 234, 239, 240, 248, 251, 252, 253, 254, 256, 260, 262, 267, 269, 270, 276, 281, 301, 302,
               303, 304, 305, 307, 308, 309, 310, 312, 313, 314]
+# the US states of PLACES as libphonenumber's geocoder names them: a person's phone carries an area code of their own state,
+# so the phone and the provider's location agree as they mostly do in real reports
+_STATE_NAMES = {"CA": "California", "TX": "Texas", "NY": "New York", "FL": "Florida", "OH": "Ohio", "WA": "Washington State",
+                "GA": "Georgia", "IL": "Illinois"}
 EPOCH = datetime(2026, 8, 1, tzinfo=UTC)  # the 90-day window ends before today, so no incident lies in the future
 
 NEUTRAL = {
@@ -137,9 +151,21 @@ def _phone_variant(rng: random.Random, area: int, line: int) -> str:
     return rng.choice([f"+1 ({area}) 555-01{line:02d}", f"{area}.555.01{line:02d}", f"{area}55501{line:02d}", f"1-{area}-555-01{line:02d}"])
 
 
+@functools.cache
+def _state_area_codes() -> dict[str, tuple[int, ...]]:
+    """Area codes per state of PLACES, read off the geocoder of the phonenumbers package (its libphonenumber data)."""
+    by_name: dict[str, list[int]] = {}
+    for code in range(200, 1000):
+        name = geocoder.description_for_number(phonenumbers.parse(f"+1{code}5550100"), "en")
+        by_name.setdefault(name, []).append(code)
+    return {state: tuple(by_name.get(name, ())) for state, name in _STATE_NAMES.items()}
+
+
 def _people(rng: random.Random, n_reports: int) -> list[SynthPerson]:
     n_people = max(3, int(n_reports * 0.6))
     people = []
+    state_codes = _state_area_codes()
+    phones_given: dict[str, int] = {}
     for p in range(n_people):
         pid = f"P{p:07d}"
         place = rng.choice(PLACES)
@@ -147,9 +173,14 @@ def _people(rng: random.Random, n_reports: int) -> list[SynthPerson]:
         # random letters, not numbered names: unrelated people should not look alike to a fuzzy comparison
         local = "".join(rng.choice("abcdefghijkmnopqrstuvwxyz") for _ in range(9))
         domain = rng.choice(DOMAINS)
-        # US numbers for US residents only; the fictional block holds 100 numbers per area code: keep them unique
-        has_phone = p < len(AREA_CODES) * 100 and place[0] == "US"
-        area, line = (AREA_CODES[p // 100], p % 100) if has_phone else (0, 0)
+        # US numbers for US residents only, with an area code of their state; the fictional block holds 100 numbers per area
+        # code: keep them unique (a state's codes run out only past thousands of residents, who then have no phone)
+        codes = state_codes.get(place[1], ()) if place[0] == "US" else ()
+        k = phones_given.get(place[1], 0)
+        has_phone = k < len(codes) * 100
+        area, line = (codes[k // 100], k % 100) if has_phone else (0, 0)
+        if has_phone:
+            phones_given[place[1]] = k + 1
         services = rng.sample(SERVICES, n_acc)
         accounts = []
         for i, svc in enumerate(services):
@@ -175,9 +206,21 @@ def generate(n_reports: int, seed: int = 0) -> Synthetic:
     weights = [CLASS_MIX[c] for c in classes]
     reports: list[Report] = []
     truth_reports: dict[str, Any] = {}
+    live_share = sum(CLASS_MIX[c] for c in LIVE_VICTIM_CLASSES) / sum(CLASS_MIX.values())
+    live_pool: list[SynthPerson] = []
+    content_pool: list[SynthPerson] = []
+    for person in people:
+        draw = rng.random()
+        if draw < DUAL_OFFENDER_SHARE:
+            live_pool.append(person)
+            content_pool.append(person)
+        elif draw < DUAL_OFFENDER_SHARE + live_share * (1 - DUAL_OFFENDER_SHARE):
+            live_pool.append(person)
+        else:
+            content_pool.append(person)
     for i in range(n_reports):
         klass = rng.choices(classes, weights)[0]
-        person = rng.choice(people)
+        person = rng.choice((live_pool if klass in LIVE_VICTIM_CLASSES else content_pool) or people)
         acc = rng.choice(person.accounts)
         rid = f"SYN{seed:03d}-{i + 1:07d}"
         incident = EPOCH + timedelta(minutes=rng.randrange(60 * 24 * 90))
