@@ -657,13 +657,12 @@ class _AssessRun:
     def compute(self, part: list[str], ranged: bool) -> _Computed:
         """A batch's assessments, the lift included, and what the writer needs to know around them; nothing written
         but the static indicators of reports assessed for the first time."""
-        before = self.facts.tiers(part, ranged)
         subject = _SubjectContext(self.facts)
         derived = self.result.facts_derived
         rows = self._lift(part, self._rows(part, subject, ranged), subject.members)
         fresh = self.result.facts_derived - derived
         self.result.facts_derived = derived  # counted where the batch is written, as for a worker's
-        return _Computed(part, ranged, before, rows, subject.members, fresh)
+        return _Computed(part, ranged, rows, subject.members, fresh)
 
     def _computed(self, parts: list[list[str]], ranged_ok: bool) -> Iterator[_Computed]:
         """Each batch computed, in order: here, or (for a store-backed run of several batches) in worker processes while
@@ -692,11 +691,12 @@ class _AssessRun:
         run = set(ids)
         lift_from: set[str] = set()
         for c in self._computed([ids[i : i + size] for i in range(0, len(ids), size)], ranged_ok):
-            part, before, rows = c.part, c.before, c.rows
+            part, rows = c.part, c.rows
             self.result.facts_derived += c.facts_derived
-            written, kept = self.facts.replace(rows, trigger, self.now, c.ranged)
-            self.result.changed += written
-            self.result.history += kept
+            done = self.facts.replace(rows, trigger, self.now, c.ranged)
+            before = done.before  # as stored until this write, whatever a worker read when it computed the batch
+            self.result.changed += done.written
+            self.result.history += done.kept
             moved = [(r["report_id"], before[r["report_id"]][0], int(r["tier"])) for r in rows
                      if r["report_id"] in before and before[r["report_id"]][0] != r["tier"]]
             if moved:
@@ -738,7 +738,6 @@ class _AssessRun:
 class _Computed:
     part: list[str]
     ranged: bool  # read as a range of ids (``IndicatorRepository.dense``), and so written
-    before: dict[str, tuple[int, int | None]]  # stored (tier, own tier) before this batch
     rows: list[dict[str, Any]]
     members: dict[str, list[str]]  # report -> every report of its subject
     facts_derived: int

@@ -24,12 +24,14 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 from numpy.typing import NDArray
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tiptriage.assess.indicators import FACTS_VERSION, STATIC_INDICATORS, Context, ReportFacts, StaticIndicators
 from tiptriage.assess.policy import expand_fired
 from tiptriage.store import queue_keys
 from tiptriage.store.bulk import insert_rows
 from tiptriage.store.crypto import Cipher, cipher_of
+from tiptriage.store.idlists import among
 from tiptriage.store.schema import (
     agency_records,
     assessment_history,
@@ -66,15 +68,23 @@ def chunks(ids: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:
         yield ids[i : i + size]
 
 
-def scopes(col: sa.ColumnElement[str], ids: Sequence[str], ranged: bool) -> Iterator[sa.ColumnElement[bool]]:
-    """WHERE clauses that cover ``ids``: one range when ``ranged`` (``ids`` sorted, and nearly every report between the
-    first and the last wanted), else IN lists. A range is one index scan where an IN list costs a bound value per id;
-    rows of reports outside ``ids`` that a range brings are skipped by the caller."""
+def scopes(col: sa.ColumnElement[str], ids: Sequence[str], ranged: bool, dialect: str) -> Iterator[sa.ColumnElement[bool]]:
+    """The WHERE clause that covers ``ids``: a range when ``ranged`` (``ids`` sorted, and nearly every report between the
+    first and the last wanted), else the list as one value (``idlists.among``). A range is one index scan where a list is
+    a lookup per id; rows of reports outside ``ids`` that a range brings are skipped by the caller."""
     if ranged and ids:
         yield col.between(ids[0], ids[-1])
-    else:
-        for part in chunks(ids):
-            yield col.in_(part)
+    elif ids:
+        yield among(col, ids, dialect)
+
+
+@dataclass
+class Replaced:
+    """What ``replace`` did: rows written, assessments kept in the history, and (tier, own tier) of each report before."""
+
+    written: int
+    kept: int
+    before: dict[str, tuple[int, int | None]]
 
 
 @dataclass
@@ -107,6 +117,7 @@ def static_json(static: StaticIndicators) -> str:
 class IndicatorRepository:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self.dialect = engine.dialect.name
         self._cipher: Cipher | None = None
 
     @property
@@ -157,10 +168,9 @@ class IndicatorRepository:
         version = self.facts_version()
         out: set[str] = set()
         with self.engine.connect() as conn:
-            for part in chunks(ids):
-                q = sa.select(report_indicators.c.report_id).where(report_indicators.c.report_id.in_(part),
-                                                                   report_indicators.c.facts_version == version)
-                out.update(str(r[0]) for r in conn.execute(q))
+            q = sa.select(report_indicators.c.report_id).where(among(report_indicators.c.report_id, ids, self.dialect),
+                                                               report_indicators.c.facts_version == version)
+            out.update(str(r[0]) for r in conn.execute(q))
         return out
 
     def load_facts(self, ids: Sequence[str], ranged: bool = False) -> FactsBatch:
@@ -171,7 +181,7 @@ class IndicatorRepository:
         rows: list[Sequence[Any]] = []
         order = {rid: i for i, rid in enumerate(ids)}
         with self.engine.connect() as conn:
-            for where in scopes(report_indicators.c.report_id, ids, ranged):
+            for where in scopes(report_indicators.c.report_id, ids, ranged, self.dialect):
                 q = sa.select(*cols).where(where, report_indicators.c.facts_version == version)
                 rows.extend(r for r in conn.execute(q).all() if r[0] in order)
         rows.sort(key=lambda r: order[r[0]])
@@ -217,34 +227,34 @@ class IndicatorRepository:
         out = {r: Context() for r in ids}
         by_subject: dict[str, list[str]] = {}
         with self.engine.connect() as conn:
-            for where in scopes(report_hash_summary.c.report_id, ids, ranged):
+            for where in scopes(report_hash_summary.c.report_id, ids, ranged, self.dialect):
                 for (rid,) in conn.execute(sa.select(report_hash_summary.c.report_id).where(where)).all():
                     if rid in out:
                         out[rid].hash_summary = {"report_id": rid}  # only its presence matters: the report went through matching
             # plain tuples zipped with fixed keys: a RowMapping per row costs more than everything done with it
-            for where in scopes(file_matches.c.report_id, ids, ranged):
+            for where in scopes(file_matches.c.report_id, ids, ranged, self.dialect):
                 q = sa.select(file_matches.c.report_id, *[file_matches.c[k] for k in _MATCH_KEYS]).where(where).order_by(file_matches.c.id)
                 for r in conn.execute(q).all():
                     if r[0] in out:
                         out[r[0]].matches.append(dict(zip(_MATCH_KEYS, r[1:], strict=True)))
-            for where in scopes(report_locations.c.report_id, ids, ranged):
+            for where in scopes(report_locations.c.report_id, ids, ranged, self.dialect):
                 q = sa.select(report_locations.c.report_id, *[report_locations.c[k] for k in _LOCATION_KEYS]).where(where)
                 for r in conn.execute(q).all():
                     if r[0] in out:
                         out[r[0]].location = dict(zip(_LOCATION_KEYS, r[1:], strict=True))
-            for where in scopes(bundle_reports.c.report_id, ids, ranged):
+            for where in scopes(bundle_reports.c.report_id, ids, ranged, self.dialect):
                 q = (sa.select(bundle_reports.c.report_id, *[bundles.c[k] for k in _BUNDLE_KEYS])
                      .select_from(bundle_reports.join(bundles, bundles.c.id == bundle_reports.c.bundle_id))
                      .where(where).order_by(bundle_reports.c.report_id, bundles.c.id))
                 for r in conn.execute(q).all():
                     if r[0] in out:
                         out[r[0]].bundle = dict(zip(_BUNDLE_KEYS, r[1:], strict=True))
-            for where in scopes(deconfliction_notices.c.report_id, ids, ranged):
+            for where in scopes(deconfliction_notices.c.report_id, ids, ranged, self.dialect):
                 q = sa.select(deconfliction_notices).where(where).order_by(deconfliction_notices.c.id)
                 for n in conn.execute(q).mappings().all():
                     if n["report_id"] in out:
                         out[n["report_id"]].deconfliction.append(dict(n))
-            for where in scopes(report_accounts.c.report_id, ids, ranged):
+            for where in scopes(report_accounts.c.report_id, ids, ranged, self.dialect):
                 q = (sa.select(report_accounts.c.report_id, subject_accounts.c.subject_id)
                      .select_from(report_accounts.join(subject_accounts, subject_accounts.c.account_key == report_accounts.c.account_key))
                      .where(where).order_by(report_accounts.c.report_id, subject_accounts.c.subject_id, report_accounts.c.account_key))
@@ -254,10 +264,10 @@ class IndicatorRepository:
                         continue
                     out[rid].subject_id = sid
                     by_subject.setdefault(sid, []).append(rid)
-            for part in chunks(sorted(by_subject)):
+            if by_subject:
                 q = (sa.select(subject_accounts.c.subject_id, report_accounts.c.report_id, report_accounts.c.account_key)
                      .select_from(subject_accounts.join(report_accounts, report_accounts.c.account_key == subject_accounts.c.account_key))
-                     .where(subject_accounts.c.subject_id.in_(part))
+                     .where(among(subject_accounts.c.subject_id, sorted(by_subject), self.dialect))
                      .order_by(subject_accounts.c.subject_id, report_accounts.c.report_id, report_accounts.c.account_key))
                 for row in conn.execute(q).all():
                     sid, rid, service = str(row[0]), str(row[1]), str(row[2]).split(":", 1)[0]
@@ -266,9 +276,9 @@ class IndicatorRepository:
                         out[own].subject_services.append(service)
             wanted = sorted({k for r in ids for k in record_keys.get(r, ())})
             found: dict[str, list[dict[str, Any]]] = {}
-            for part in chunks(wanted):
+            if wanted:
                 q = (sa.select(agency_records.c.record_id, agency_records.c.key, agency_records.c.access_to_children,
-                               agency_records.c.prior_contact_offence).where(agency_records.c.key.in_(part)))
+                               agency_records.c.prior_contact_offence).where(among(agency_records.c.key, wanted, self.dialect)))
                 for rec in conn.execute(q).mappings():
                     found.setdefault(rec["key"], []).append({**dict(rec), "matched_on": str(rec["key"]).partition(":")[0]})
         if found:
@@ -281,7 +291,7 @@ class IndicatorRepository:
         out: dict[str, tuple[int, int | None]] = {}
         wanted = set(ids)
         with self.engine.connect() as conn:
-            for where in scopes(assessments.c.report_id, ids if ranged else sorted(wanted), ranged):
+            for where in scopes(assessments.c.report_id, ids if ranged else sorted(wanted), ranged, self.dialect):
                 q = sa.select(assessments.c.report_id, assessments.c.tier, assessments.c.own_tier).where(where)
                 out.update({str(r[0]): (int(r[1]), None if r[2] is None else int(r[2])) for r in conn.execute(q) if r[0] in wanted})
         return out
@@ -290,8 +300,9 @@ class IndicatorRepository:
         """Those of ``ids`` whose case was closed with the outcome arrest."""
         out: set[str] = set()
         with self.engine.connect() as conn:
-            for part in chunks(sorted(set(ids))):
-                q = sa.select(cases.c.report_id).where(cases.c.report_id.in_(part), cases.c.outcome == "arrest")
+            wanted = sorted(set(ids))
+            if wanted:
+                q = sa.select(cases.c.report_id).where(among(cases.c.report_id, wanted, self.dialect), cases.c.outcome == "arrest")
                 out.update(str(r[0]) for r in conn.execute(q))
         return out
 
@@ -321,7 +332,7 @@ class IndicatorRepository:
         out: dict[str, str] = {}
         wanted = set(ids)
         with self.engine.connect() as conn:
-            for where in scopes(report_routes.c.report_id, ids, ranged):
+            for where in scopes(report_routes.c.report_id, ids, ranged, self.dialect):
                 q = sa.select(report_routes.c.report_id, report_routes.c.agency_id).where(where)
                 out.update({r[0]: r[1] for r in conn.execute(q).all() if r[0] in wanted})
         return out
@@ -349,24 +360,27 @@ class IndicatorRepository:
 
     # -- writing assessments -------------------------------------------------------------------
 
-    def replace(self, rows: Sequence[dict[str, Any]], trigger: str, at: datetime, ranged: bool = False) -> tuple[int, int]:
+    def replace(self, rows: Sequence[dict[str, Any]], trigger: str, at: datetime, ranged: bool = False) -> Replaced:
         """Write the assessments that differ from the stored ones; keep the replaced ones whose tier, score, policy or
-        reasons changed in the history, with the change and ``trigger``. Returns (written, kept in history)."""
+        reasons changed in the history, with the change and ``trigger``."""
         current: dict[str, dict[str, Any]] = {}
         cols = [assessments.c.report_id, assessments.c.assessed_at, *[assessments.c[k] for k in _COMPARED]]
         with self.engine.begin() as conn:
             wanted = {r["report_id"] for r in rows}
-            for where in scopes(assessments.c.report_id, [r["report_id"] for r in rows], ranged):
+            for where in scopes(assessments.c.report_id, [r["report_id"] for r in rows], ranged, self.dialect):
                 for c in conn.execute(sa.select(*cols).where(where)).mappings().all():
                     if c["report_id"] in wanted:
                         current[c["report_id"]] = dict(c)
             changed: list[dict[str, Any]] = []
             replaced: list[tuple[dict[str, Any], dict[str, Any]]] = []
+            moved: list[str] = []  # new, or a new tier or score: the queue keys of its access rows change
             for r in rows:
                 old = current.get(r["report_id"])
                 if old is not None and all(old[k] == r[k] for k in _COMPARED):
                     continue
                 changed.append(r)
+                if old is None or old["tier"] != r["tier"] or old["score"] != r["score"]:
+                    moved.append(r["report_id"])
                 if old is not None and (any(old[k] != r[k] for k in _SHOWN) or (old["fired"] != r["fired"] and _rules_differ(old["fired"], r["fired"]))):
                     replaced.append((old, r))
             # the history keeps a replaced assessment's rules whole, with the evidence it had: its compact row is expanded
@@ -381,12 +395,20 @@ class IndicatorRepository:
                     "new_policy_version": r["policy_version"], "change": json.dumps(_change(old, r)), "trigger": trigger[:2000],
                     "replaced_at": at,
                 })
-            for part in chunks([r["report_id"] for r in changed]):
-                conn.execute(assessments.delete().where(assessments.c.report_id.in_(part)))
-            insert_rows(conn, assessments, list(changed))
+            if changed and self.dialect == "sqlite":
+                # one statement per row that rewrites it in place: a delete and an insert would change the primary key's
+                # and the queue index's b-trees twice each
+                ins = sqlite_insert(assessments)
+                conn.execute(ins.on_conflict_do_update(index_elements=[assessments.c.report_id],
+                                                       set_={k: ins.excluded[k] for k in changed[0] if k != "report_id"}), changed)
+            elif changed:
+                conn.execute(assessments.delete().where(among(assessments.c.report_id, [r["report_id"] for r in changed], self.dialect)))
+                insert_rows(conn, assessments, list(changed))
             insert_rows(conn, assessment_history, history)
-            queue_keys.refresh(conn, [r["report_id"] for r in changed])
-        return len(changed), len(history)
+            # an access row holds its report's tier and score (queue_keys): only those that moved need them copied again
+            queue_keys.refresh(conn, moved)
+        return Replaced(len(changed), len(history), {rid: (int(c["tier"]), None if c["own_tier"] is None else int(c["own_tier"]))
+                                                     for rid, c in current.items()})
 
     def history(self, report_id: str) -> list[dict[str, Any]]:
         """Earlier assessments of a report, newest first, each with what changed and why it was assessed again."""
@@ -420,7 +442,9 @@ def expand(fired: str, indicators: str, static_json: str | None) -> tuple[list[d
     """A stored assessment's fired rules with their evidence and values, and every indicator of it: its context indicators
     with the report's static ones (``static_json``, stored with the report's facts; None when there are none). A row stored
     whole, before assessments were compact, comes back as it was."""
-    held: dict[str, Any] = json.loads(indicators)
+    # context indicators stored as name -> [value, evidence] (``assess.batch.context_json``), or whole in rows written before
+    held: dict[str, Any] = {n: {"name": n, "value": x[0], "evidence": x[1]} if isinstance(x, list) else x
+                            for n, x in json.loads(indicators).items()}
     if static_json is not None and not any(n in held for n in STATIC_INDICATORS):
         held = {**json.loads(static_json), **held}
     values = {n: ind["value"] for n, ind in held.items()}

@@ -11,10 +11,9 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
+from tiptriage.store.idlists import among
 from tiptriage.store.schema import assessments, reports
 from tiptriage.store.users import report_agency
-
-_CHUNK = 900  # below SQLite's bound-parameter limit
 
 
 def refresh(conn: sa.Connection, report_ids: Sequence[str]) -> None:
@@ -27,5 +26,5 @@ def refresh(conn: sa.Connection, report_ids: Sequence[str]) -> None:
         "score": sa.select(a.c.score).where(a.c.report_id == report_agency.c.report_id).scalar_subquery(),
         "received_at": sa.select(r.c.received_at).where(r.c.id == report_agency.c.report_id).scalar_subquery(),
     }
-    for i in range(0, len(ids), _CHUNK):
-        conn.execute(report_agency.update().where(report_agency.c.report_id.in_(ids[i : i + _CHUNK])).values(**values))
+    if ids:
+        conn.execute(report_agency.update().where(among(report_agency.c.report_id, ids, conn.dialect.name)).values(**values))
