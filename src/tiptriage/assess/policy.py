@@ -837,7 +837,7 @@ def compact_fired_json(policy: Policy, fired: Sequence[tuple[int, tuple[str, ...
             fields = {k: v for k, v in c.templates[i].items() if k not in ("evidence", "indicators")}
             head = json.dumps({**fields, "reads": list(reads), "context_evidence": None})[: -len("null}")]
             c.compact_heads[(i, reads)] = head
-        parts.append(head + ("null" if digest is None else json.dumps(digest)) + "}")
+        parts.append(head + ("null" if digest is None else f'"{digest}"') + "}")  # a hex digest: nothing to escape
     return "[" + ", ".join(parts) + "]"
 
 
