@@ -117,6 +117,9 @@ def _populate(url: str, subs: Path, n: int, users: int) -> tuple[dict[str, Any],
         timings["ingest_s"] = round(time.perf_counter() - t, 1)
         timings["accepted"] = ingested.accepted
         print(f"ingest: {ingested.accepted} reports in {timings['ingest_s']} s", file=sys.stderr)
+        # the known-content bank that goes with the data, as a unit would have it: without it every file is "unknown to every
+        # hash set" and the queue has no possession tier (earlier runs had tiers 1, 2 and 4 only)
+        pipeline.import_hashset(store, subs.parent / "hashsets" / "known.csv", "known")
         t = time.perf_counter()
         triaged = pipeline.triage(store)
         timings["triage_s"] = round(time.perf_counter() - t, 1)

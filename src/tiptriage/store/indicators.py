@@ -24,12 +24,11 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 from numpy.typing import NDArray
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tiptriage.assess.indicators import FACTS_VERSION, STATIC_INDICATORS, Context, ReportFacts, StaticIndicators
 from tiptriage.assess.policy import expand_fired
 from tiptriage.store import queue_keys
-from tiptriage.store.bulk import insert_rows
+from tiptriage.store.bulk import insert_rows, upsert_rows_sqlite
 from tiptriage.store.crypto import Cipher, cipher_of
 from tiptriage.store.idlists import among
 from tiptriage.store.schema import (
@@ -363,22 +362,25 @@ class IndicatorRepository:
     def replace(self, rows: Sequence[dict[str, Any]], trigger: str, at: datetime, ranged: bool = False) -> Replaced:
         """Write the assessments that differ from the stored ones; keep the replaced ones whose tier, score, policy or
         reasons changed in the history, with the change and ``trigger``."""
-        current: dict[str, dict[str, Any]] = {}
+        # plain tuples, (report_id, assessed_at, *_COMPARED): a RowMapping or dict per stored row costs more than comparing
+        stored: dict[str, tuple[Any, ...]] = {}
         cols = [assessments.c.report_id, assessments.c.assessed_at, *[assessments.c[k] for k in _COMPARED]]
         with self.engine.begin() as conn:
             wanted = {r["report_id"] for r in rows}
             for where in scopes(assessments.c.report_id, [r["report_id"] for r in rows], ranged, self.dialect):
-                for c in conn.execute(sa.select(*cols).where(where)).mappings().all():
-                    if c["report_id"] in wanted:
-                        current[c["report_id"]] = dict(c)
+                for c in conn.execute(sa.select(*cols).where(where)).all():
+                    if c[0] in wanted:
+                        stored[c[0]] = tuple(c)
+            current: dict[str, dict[str, Any]] = {}
             changed: list[dict[str, Any]] = []
             replaced: list[tuple[dict[str, Any], dict[str, Any]]] = []
             moved: list[str] = []  # new, or a new tier or score: the queue keys of its access rows change
             for r in rows:
-                old = current.get(r["report_id"])
-                if old is not None and all(old[k] == r[k] for k in _COMPARED):
+                found = stored.get(r["report_id"])
+                if found is not None and found[2:] == tuple(r[k] for k in _COMPARED):
                     continue
                 changed.append(r)
+                old = None if found is None else current.setdefault(r["report_id"], dict(zip(("report_id", "assessed_at", *_COMPARED), found, strict=True)))
                 if old is None or old["tier"] != r["tier"] or old["score"] != r["score"]:
                     moved.append(r["report_id"])
                 if old is not None and (any(old[k] != r[k] for k in _SHOWN) or (old["fired"] != r["fired"] and _rules_differ(old["fired"], r["fired"]))):
@@ -395,20 +397,17 @@ class IndicatorRepository:
                     "new_policy_version": r["policy_version"], "change": json.dumps(_change(old, r)), "trigger": trigger[:2000],
                     "replaced_at": at,
                 })
-            if changed and self.dialect == "sqlite":
-                # one statement per row that rewrites it in place: a delete and an insert would change the primary key's
-                # and the queue index's b-trees twice each
-                ins = sqlite_insert(assessments)
-                conn.execute(ins.on_conflict_do_update(index_elements=[assessments.c.report_id],
-                                                       set_={k: ins.excluded[k] for k in changed[0] if k != "report_id"}), changed)
+            if self.dialect == "sqlite":
+                upsert_rows_sqlite(conn, assessments, changed, "report_id")
             elif changed:
                 conn.execute(assessments.delete().where(among(assessments.c.report_id, [r["report_id"] for r in changed], self.dialect)))
                 insert_rows(conn, assessments, list(changed))
             insert_rows(conn, assessment_history, history)
             # an access row holds its report's tier and score (queue_keys): only those that moved need them copied again
             queue_keys.refresh(conn, moved)
-        return Replaced(len(changed), len(history), {rid: (int(c["tier"]), None if c["own_tier"] is None else int(c["own_tier"]))
-                                                     for rid, c in current.items()})
+        at_tier, at_own = 2 + _COMPARED.index("tier"), 2 + _COMPARED.index("own_tier")
+        return Replaced(len(changed), len(history), {rid: (int(c[at_tier]), None if c[at_own] is None else int(c[at_own]))
+                                                     for rid, c in stored.items()})
 
     def history(self, report_id: str) -> list[dict[str, Any]]:
         """Earlier assessments of a report, newest first, each with what changed and why it was assessed again."""
