@@ -721,7 +721,8 @@ class _AssessRun:
         inside = set(part)
         outside = {s for rid in part for s in members.get(rid, ()) if s not in inside}
         tier1 = {r["report_id"] for r in rows if r["own_tier"] == 1}
-        tier1 |= {rid for rid, (_, own) in self.facts.tiers(sorted(outside)).items() if own == 1}
+        if outside:
+            tier1 |= self.facts.own_tier1() & outside
         lifts = {rid: sorted(s for s in members.get(rid, ()) if s != rid and s in tier1) for rid in part}
         lifts = {rid: v for rid, v in lifts.items() if v}
         if not lifts:

@@ -77,6 +77,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from tiptriage.audit.chain import AuditEvent
 from tiptriage.store import Store
 from tiptriage.store.audit import GroupAppender
+from tiptriage.store.rls import request_agency
 from tiptriage.store.users import Role, Session, User, UserRepository, session_and_user
 
 # -- cookies and headers -----------------------------------------------------------------------------------------
@@ -442,6 +443,13 @@ class Authenticator:
         password_ok = verify_password(user.password_hash if user else _dummy_hash(), password) and user is not None
         if user is None:
             raise self._login_failed(username, "unknown user", source)
+        # the account's rows (failures, the TOTP step, the new session) are read and written bound to its agency: under
+        # row-level security (tiptriage.store.rls) the application role sees no account of any other
+        with request_agency(user.agency_id):
+            return self._login_known(user, password, password_ok, totp, source, now)
+
+    def _login_known(self, user: User, password: str, password_ok: bool, totp: str, source: str | None, now: datetime) -> LoginResult:
+        username = user.username
         step = totp_step(user.totp_secret, totp, now, self.policy.totp_drift_steps)
         detail = {"password_ok": password_ok, "totp_ok": step is not None}
         if user.disabled:
@@ -490,6 +498,12 @@ class Authenticator:
         if found is None:
             raise AuthError(401, "not-authenticated", "The session has ended or is unknown; log in again.", clear_session=True)
         session, user = found
+        # as in login: ending or touching the session writes the agency's rows; the caller binds its own context afterwards
+        with request_agency(user.agency_id if user is not None else None):
+            return self._check_session(session, user, sid, method=method, csrf_token=csrf_token, source=source, path=path)
+
+    def _check_session(self, session: Session, user: User | None, sid: str, *, method: str, csrf_token: str | None, source: str | None,
+                       path: str) -> Principal:
         now = self.now()
         if user is None or user.disabled:
             self.users.end_session(sid)

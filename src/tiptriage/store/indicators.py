@@ -295,6 +295,11 @@ class IndicatorRepository:
                 out.update({str(r[0]): (int(r[1]), None if r[2] is None else int(r[2])) for r in conn.execute(q) if r[0] in wanted})
         return out
 
+    def own_tier1(self) -> set[str]:
+        """Every assessed report of own tier 1 (a few per cent of them: a small partial index, ``ix_assessments_own_tier1``)."""
+        with self.engine.connect() as conn:
+            return {str(r[0]) for r in conn.execute(sa.select(assessments.c.report_id).where(assessments.c.own_tier == 1))}
+
     def arrested(self, ids: Iterable[str]) -> set[str]:
         """Those of ``ids`` whose case was closed with the outcome arrest."""
         out: set[str] = set()

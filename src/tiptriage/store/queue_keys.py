@@ -15,10 +15,16 @@ from tiptriage.store.idlists import among
 from tiptriage.store.schema import assessments, reports
 from tiptriage.store.users import report_agency
 
+_REFRESH_PG = sa.text("SELECT tiptriage_refresh_queue_keys(CAST(:ids AS text[]))")
+
 
 def refresh(conn: sa.Connection, report_ids: Sequence[str]) -> None:
     """Copy the current tier, score and received time of ``report_ids`` onto every agency's access row of them."""
     ids = sorted(set(report_ids))
+    if conn.dialect.name == "postgresql":
+        if ids:
+            conn.execute(_REFRESH_PG, {"ids": ids})
+        return
     a = assessments.alias("a")
     r = reports.alias("r")
     values = {
@@ -27,4 +33,4 @@ def refresh(conn: sa.Connection, report_ids: Sequence[str]) -> None:
         "received_at": sa.select(r.c.received_at).where(r.c.id == report_agency.c.report_id).scalar_subquery(),
     }
     if ids:
-        conn.execute(report_agency.update().where(among(report_agency.c.report_id, ids, conn.dialect.name)).values(**values))
+        conn.execute(report_agency.update().where(among(report_agency.c.report_id, ids, "sqlite")).values(**values))

@@ -324,6 +324,9 @@ assessments = sa.Table(
     sa.Column("own_tier", sa.Integer),
 )
 sa.Index("ix_assessments_queue", assessments.c.tier, assessments.c.score)
+# the few reports of own tier 1, for the subject lift (migration 0014)
+sa.Index("ix_assessments_own_tier1", assessments.c.report_id, sqlite_where=assessments.c.own_tier == 1,
+         postgresql_where=assessments.c.own_tier == 1)
 
 # -- routing, cases, deconfliction (migration 0006) ------------------------------------------------------
 

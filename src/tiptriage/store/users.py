@@ -24,8 +24,11 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 from pydantic_core import from_json
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tiptriage.store.crypto import Cipher, aad, cipher_of
+from tiptriage.store.rls import scoped
 from tiptriage.store.schema import assessments, cases, metadata, reports
 from tiptriage.store.times import aware as _aware
 
@@ -228,7 +231,15 @@ class UserRepository:
         return _user(row, self.cipher) if row is not None else None
 
     def by_username(self, username: str) -> User | None:
+        """The account, read before anyone is signed in. On PostgreSQL the row-level-security role sees no account until its
+        transaction is bound to an agency: the owner's function gives the username's agency and nothing else (migration
+        0013), and the row is then read under the users policy, bound to that agency."""
         with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                agency = conn.execute(_USER_AGENCY, {"username": username}).scalar_one_or_none()
+                if agency is None:
+                    return None
+                scoped(conn, str(agency))
             row = conn.execute(sa.select(users).where(users.c.username == username)).mappings().one_or_none()
         return _user(row, self.cipher) if row is not None else None
 
@@ -354,17 +365,18 @@ class ReportAccessRepository:
         self.engine = engine
 
     def assign(self, report_id: str, agency_id: str, via: str, now: datetime) -> None:
+        """Let ``agency_id`` see the report (a no-op when it already may). Under row-level security the application role may
+        only share a report its own agency holds, by deconfliction (``store.rls``); it cannot see the other agency's row, so
+        the insert skips an existing one itself rather than looking first, and the keys are refreshed either way (the
+        driver reports no row count for a skipped insert, and a refresh of one report's rows writes what they hold)."""
         if via not in VIA:
             raise ValueError(f"via must be one of {', '.join(VIA)}, not {via!r}")
+        insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
         with self.engine.begin() as conn:
-            exists = conn.execute(
-                sa.select(report_agency.c.via).where(report_agency.c.report_id == report_id, report_agency.c.agency_id == agency_id)
-            ).first()
-            if exists is None:
-                conn.execute(report_agency.insert().values(report_id=report_id, agency_id=agency_id, via=via, assigned_at=now))
-                from tiptriage.store import queue_keys  # queue_keys reads this module's table
+            conn.execute(insert(report_agency).values(report_id=report_id, agency_id=agency_id, via=via, assigned_at=now).on_conflict_do_nothing())
+            from tiptriage.store import queue_keys  # queue_keys reads this module's table
 
-                queue_keys.refresh(conn, [report_id])
+            queue_keys.refresh(conn, [report_id])
 
     def revoke(self, report_id: str, agency_id: str) -> bool:
         with self.engine.begin() as conn:
@@ -543,11 +555,18 @@ _SESSION_AND_USER: Final = (
 )
 
 
+# PostgreSQL: the same row from the owner's function (migration 0013), since the session check comes before the request is
+# bound to an agency and the row-level-security role sees no session or account until it is
+_SESSION_AND_USER_PG: Final = sa.text("SELECT * FROM tiptriage_session_user(:session_id)")
+_USER_AGENCY: Final = sa.text("SELECT tiptriage_user_agency(:username)")
+
+
 def session_and_user(repository: UserRepository, session_id: str) -> tuple[Session, User | None] | None:
     """A session and its account in one query: the check every request makes (two round trips and two pooled connections
     each time, before this). None: no such session; a None user: the account is gone (the session is then void)."""
     with repository.engine.connect() as conn:
-        row = conn.execute(_SESSION_AND_USER, {"session_id": session_id}).mappings().one_or_none()
+        query = _SESSION_AND_USER_PG if conn.dialect.name == "postgresql" else _SESSION_AND_USER
+        row = conn.execute(query, {"session_id": session_id}).mappings().one_or_none()
     if row is None:
         return None
     session = Session(id=row["session_id"], user_id=row["session_user_id"], created_at=_need(row["session_created_at"]),

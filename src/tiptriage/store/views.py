@@ -14,10 +14,12 @@ import sqlalchemy as sa
 from pydantic_core import from_json
 
 from tiptriage.store.audit import audit_log
+from tiptriage.store.rls import scoped
 from tiptriage.store.schema import assessments, cases, reports
 from tiptriage.store.times import aware
 from tiptriage.store.users import access_row_page, report_agency
 
+_HIDDEN_PG: Final = sa.text("SELECT * FROM tiptriage_hidden_reports(CAST(:ids AS text[]))")
 AGE_BUCKETS: Final = (("under 1 day", timedelta(days=1)), ("1–7 days", timedelta(days=7)), ("7–30 days", timedelta(days=30)),
                       ("over 30 days", timedelta.max))
 
@@ -74,10 +76,19 @@ class ServiceViews:
         return rows, total
 
     def hidden_among(self, agency_id: str, candidates: set[str]) -> set[str]:
-        """Which of ``candidates`` are ids of stored reports the agency may not see."""
+        """Which of ``candidates`` are ids of stored reports the agency may not see.
+
+        On PostgreSQL the owner's function answers (migration 0013), for the agency the transaction is bound to: under
+        row-level security another agency's report is invisible, so looking it up here would find nothing to hide and its id
+        would go out in the evidence. The function tells only which of the given ids to hide."""
         hidden: set[str] = set()
         ids = sorted(candidates)
         with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                scoped(conn, agency_id)
+                for i in range(0, len(ids), 500):
+                    hidden.update(str(r[0]) for r in conn.execute(_HIDDEN_PG, {"ids": ids[i : i + 500]}))
+                return hidden
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
                 known = {str(r[0]) for r in conn.execute(sa.select(reports.c.id).where(reports.c.id.in_(chunk)))}
