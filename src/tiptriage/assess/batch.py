@@ -15,7 +15,7 @@ every indicator and every rule's evidence again on each assessment made rows of 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -72,6 +72,85 @@ def context_digest(reads: Sequence[str], values: Mapping[str, tuple[Value, Seque
     report, another match) without the evidence being stored in the rule."""
     parts = [n + "\x1f" + "\x1f".join(values[n][1]) for n in reads if n in CONTEXT_INDICATORS and n in values]
     return hashlib.blake2b("\x1e".join(parts).encode(), digest_size=8).hexdigest() if parts else None
+
+
+_CONTEXT_READS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _context_reads(reads: tuple[str, ...]) -> tuple[str, ...]:
+    """The context indicators among those a rule read (a few distinct tuples per policy, so kept)."""
+    found = _CONTEXT_READS.get(reads)
+    if found is None:
+        found = _CONTEXT_READS[reads] = tuple(n for n in reads if n in CONTEXT_INDICATORS)
+    return found
+
+
+class _Digests:
+    """``context_digest`` for the fired rules of one report: several rules read the same context indicators, and most
+    read none, so each indicator's part and each distinct digest is made once."""
+
+    __slots__ = ("done", "parts", "values")
+
+    def __init__(self, values: Mapping[str, tuple[Value, Sequence[str]]]) -> None:
+        self.values = values
+        self.parts: dict[str, str] = {}
+        self.done: dict[tuple[str, ...], str | None] = {}
+
+    def of(self, reads: tuple[str, ...]) -> str | None:
+        names = _context_reads(reads)
+        if not names:
+            return None
+        if names in self.done:
+            return self.done[names]
+        parts = []
+        for n in names:
+            if n in self.values:
+                part = self.parts.get(n)
+                if part is None:
+                    part = self.parts[n] = n + "\x1f" + "\x1f".join(self.values[n][1])
+                parts.append(part)
+        digest = hashlib.blake2b("\x1e".join(parts).encode(), digest_size=8).hexdigest() if parts else None
+        self.done[names] = digest
+        return digest
+
+
+class _ReportValues(Mapping[str, IndicatorValue]):
+    """One report's indicator values as the per-report path holds them (static ones it has, then its context ones), read
+    off the batch's columns only for the names a rule asks about: building the whole map per report cost more than the
+    rules that use it (measured)."""
+
+    __slots__ = ("dyn", "j", "plain")
+
+    def __init__(self, plain: Mapping[str, list[Any]], dyn: Mapping[str, tuple[Value, Sequence[str]]], j: int) -> None:
+        self.plain, self.dyn, self.j = plain, dyn, j
+
+    def get(self, name: str, default: Any = None) -> Any:
+        held = self.dyn.get(name)
+        if held is not None:
+            return held[0]
+        col = self.plain.get(name)
+        if col is None:
+            return default
+        v = col[self.j]
+        return default if v is None else v
+
+    def __contains__(self, name: object) -> bool:
+        if name in self.dyn:
+            return True
+        col = self.plain.get(name) if isinstance(name, str) else None
+        return col is not None and col[self.j] is not None
+
+    def __getitem__(self, name: str) -> IndicatorValue:
+        if name not in self:
+            raise KeyError(name)
+        return self.get(name)  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from (n for n, col in self.plain.items() if col[self.j] is not None and n not in self.dyn)
+        yield from self.dyn
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def context_json(values: Mapping[str, tuple[Value, Sequence[str]]]) -> str:
@@ -155,17 +234,9 @@ def assess_stored(
         rule_lists = rule_idx.tolist()
         for k, j in enumerate(members):
             dyn = dynamic[j]
-
-            def present(name: str, j: int = j, dyn: dict[str, tuple[Value, list[str]]] = dyn) -> bool:
-                return name in dyn or (name in plain and plain[name][j] is not None)
-
-            def values(j: int = j, dyn: dict[str, tuple[Value, list[str]]] = dyn) -> dict[str, IndicatorValue]:
-                # only a rule under any/not asks: the values as the per-report path has them (ints as ints, absent left out)
-                held: dict[str, IndicatorValue] = {name: col[j] for name, col in plain.items() if col[j] is not None}
-                held.update((name, v) for name, (v, _) in dyn.items())
-                return held
-
-            reads = fired_reads(policy, rule_lists[bounds[k] : bounds[k + 1]], present, values)
-            fired_text = compact_fired_json(policy, [(i, names, context_digest(names, dyn)) for i, names in reads])
+            view = _ReportValues(plain, dyn, j)
+            reads = fired_reads(policy, rule_lists[bounds[k] : bounds[k + 1]], view.__contains__, lambda view=view: view)
+            digests = _Digests(dyn)
+            fired_text = compact_fired_json(policy, [(i, names, digests.of(names)) for i, names in reads])
             rows[j] = row(ids[j], int(tiers[k]), int(scores[k]), choice, fired_text, context_json(dyn), now)
     return [r for r in rows if r is not None]

@@ -213,12 +213,17 @@ def context_values(facts: ReportFacts, ctx: Context, now_us: int) -> dict[str, t
 
     One function for both the per-report and the stored-indicator path, so the two cannot drift apart.
     """
+    # the common case is a report with few matches, no records, no arrests or lifts: those parts cost nothing then (this
+    # runs for every report on every assessment)
     out: dict[str, tuple[Value, Evidence]] = {}
     rid = facts.report_id
-    live = [m for m in ctx.matches if m["suppressed_by"] is None]
+    live = [m for m in ctx.matches if m["suppressed_by"] is None] if ctx.matches else []
     matched = {m["file_id"] for m in live}
-    novel_uploaded = [f for f in facts.upload_candidates if f not in matched] if ctx.hash_summary is not None else []
-    novel_evidence = [f"file {fid}: no match in any bank; uploaded by the reported account" for fid in novel_uploaded]
+    if ctx.hash_summary is not None and facts.upload_candidates:
+        novel_uploaded = [f for f in facts.upload_candidates if f not in matched]
+        novel_evidence = [f"file {fid}: no match in any bank; uploaded by the reported account" for fid in novel_uploaded]
+    else:
+        novel_uploaded, novel_evidence = [], []
     out["novel_uploaded_files"] = (len(novel_uploaded), novel_evidence)
     out["known_files"] = (len(matched), [f"file {m['file_id']} matched bank {m['bank']} ({m['match_type']}, distance {m['distance']})" for m in live[:20]])
     unident = [m for m in live if m["series"] and m["victim_identified"] is False]
@@ -228,11 +233,14 @@ def context_values(facts: ReportFacts, ctx: Context, now_us: int) -> dict[str, t
     out["offence_possession"] = (facts.file_count > 0 and not production and not facts.distribution, [f"report {rid}: {facts.file_count} files held by the account"])
     out["days_since_incident"] = (days_between(now_us, facts.incident_us), [f"report {rid} /incident_summary/incident_datetime {facts.incident_iso}"])
 
+    subject_id = ctx.subject_id
     others = [r for r in ctx.subject_reports if r != rid]
-    out["repeat_subject"] = (bool(others or facts.prior_reports), [*[f"linked report {r} (subject {ctx.subject_id})" for r in others[:20]],
-                                                                   *[f"report {rid} names prior CyberTipline report {p}" for p in facts.prior_reports]])
-    out["subject_reports"] = (len(set(ctx.subject_reports) | {rid}), [f"subject {ctx.subject_id}" if ctx.subject_id else f"report {rid}: not linked"])
-    services = sorted(set(ctx.subject_services))
+    repeat = [f"linked report {r} (subject {subject_id})" for r in others[:20]]
+    if facts.prior_reports:
+        repeat += [f"report {rid} names prior CyberTipline report {p}" for p in facts.prior_reports]
+    out["repeat_subject"] = (bool(others or facts.prior_reports), repeat)
+    out["subject_reports"] = (len(set(ctx.subject_reports) | {rid}), [f"subject {subject_id}" if subject_id else f"report {rid}: not linked"])
+    services = sorted(set(ctx.subject_services)) if ctx.subject_services else []
     out["subject_services"] = (len(services), [f"service {s}" for s in services])
     b = ctx.bundle
     out["viral_bundle"] = (b is not None, [f"bundle {b['id']}: {b['reports']} reports, representative {b['representative_report_id']}"] if b else [])
@@ -241,18 +249,22 @@ def context_values(facts: ReportFacts, ctx: Context, now_us: int) -> dict[str, t
         place = ", ".join(x for x in (loc["city"], loc["region"], loc["country_code"]) if x) or "unknown"
         out["location_resolved"] = (not loc["needs_review"], [f"estimated location {place}, confidence {loc['confidence']:.2f}"])
         out["location_confidence"] = (float(loc["confidence"]), [f"estimated location {place}"])
-    # sorted, so the evidence does not depend on the order a database returns the records in
-    records = sorted(ctx.records, key=lambda r: str(r["record_id"]))
-    access = [r for r in records if r.get("access_to_children")]
-    contact = [r for r in records if r.get("prior_contact_offence")]
-    out["access_to_children"] = (bool(access), [f"agency record {r['record_id']} ({r['matched_on']})" for r in access])
-    out["prior_contact_offence"] = (bool(contact), [f"agency record {r['record_id']} ({r['matched_on']})" for r in contact])
+    if ctx.records:
+        # sorted, so the evidence does not depend on the order a database returns the records in
+        records = sorted(ctx.records, key=lambda r: str(r["record_id"]))
+        access = [r for r in records if r.get("access_to_children")]
+        contact = [r for r in records if r.get("prior_contact_offence")]
+        out["access_to_children"] = (bool(access), [f"agency record {r['record_id']} ({r['matched_on']})" for r in access])
+        out["prior_contact_offence"] = (bool(contact), [f"agency record {r['record_id']} ({r['matched_on']})" for r in contact])
+    else:
+        out["access_to_children"] = (False, [])
+        out["prior_contact_offence"] = (False, [])
     out["deconfliction"] = (bool(ctx.deconfliction),
                             [f"subject {n['subject_id']} also has case {n['other_case_ref']} at {n['other_agency_id']}" for n in ctx.deconfliction])
-    lifting = sorted(r for r in set(ctx.subject_tier1) if r != rid)
-    out["subject_tier1_reports"] = (len(lifting), [f"linked report {r} (subject {ctx.subject_id}) is tier 1 on its own indicators" for r in lifting[:20]])
-    arrests = sorted(r for r in set(ctx.subject_arrests) if r != rid)
-    out["subject_arrest"] = (bool(arrests), [f"linked report {r} (subject {ctx.subject_id}): case closed with outcome arrest" for r in arrests[:20]])
+    lifting = sorted(r for r in set(ctx.subject_tier1) if r != rid) if ctx.subject_tier1 else []
+    out["subject_tier1_reports"] = (len(lifting), [f"linked report {r} (subject {subject_id}) is tier 1 on its own indicators" for r in lifting[:20]])
+    arrests = sorted(r for r in set(ctx.subject_arrests) if r != rid) if ctx.subject_arrests else []
+    out["subject_arrest"] = (bool(arrests), [f"linked report {r} (subject {subject_id}): case closed with outcome arrest" for r in arrests[:20]])
     return out
 
 

@@ -16,6 +16,7 @@ indicators only; ``expand`` joins the report's stored static indicators and writ
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -56,6 +57,7 @@ CHUNK = 900  # ids per IN list: under SQLite's oldest limit of 999 bound values 
 # since the incident do every day)
 _COMPARED = ("tier", "score", "policy_version", "policy_agency", "fired", "policy_name", "indicators", "own_tier")
 _SHOWN = _COMPARED[:4]
+assert _COMPARED[:2] == ("tier", "score"), "replace() tells a move in the queue by the first two"
 _MATCH_KEYS = ("file_id", "bank", "match_type", "distance", "series", "victim_identified", "suppressed_by")
 _LOCATION_KEYS = ("city", "region", "country_code", "confidence", "needs_review")
 _BUNDLE_KEYS = ("id", "reports", "representative_report_id", "key_kind")
@@ -232,7 +234,10 @@ class IndicatorRepository:
                         out[rid].hash_summary = {"report_id": rid}  # only its presence matters: the report went through matching
             # plain tuples zipped with fixed keys: a RowMapping per row costs more than everything done with it
             for where in scopes(file_matches.c.report_id, ids, ranged, self.dialect):
-                q = sa.select(file_matches.c.report_id, *[file_matches.c[k] for k in _MATCH_KEYS]).where(where).order_by(file_matches.c.id)
+                # each report's matches in id order, as one report's query gives them; by report first, so the report index
+                # gives the order and the database sorts nothing
+                q = (sa.select(file_matches.c.report_id, *[file_matches.c[k] for k in _MATCH_KEYS]).where(where)
+                     .order_by(file_matches.c.report_id, file_matches.c.id))
                 for r in conn.execute(q).all():
                     if r[0] in out:
                         out[r[0]].matches.append(dict(zip(_MATCH_KEYS, r[1:], strict=True)))
@@ -376,20 +381,26 @@ class IndicatorRepository:
                 for c in conn.execute(sa.select(*cols).where(where)).all():
                     if c[0] in wanted:
                         stored[c[0]] = tuple(c)
-            current: dict[str, dict[str, Any]] = {}
             changed: list[dict[str, Any]] = []
             replaced: list[tuple[dict[str, Any], dict[str, Any]]] = []
             moved: list[str] = []  # new, or a new tier or score: the queue keys of its access rows change
+            compared = operator.itemgetter(*_COMPARED)
+            fired_at = _COMPARED.index("fired")
             for r in rows:
                 found = stored.get(r["report_id"])
-                if found is not None and found[2:] == tuple(r[k] for k in _COMPARED):
+                new = compared(r)
+                if found is None:
+                    changed.append(r)
+                    moved.append(r["report_id"])
+                    continue
+                if found[2:] == new:
                     continue
                 changed.append(r)
-                old = None if found is None else current.setdefault(r["report_id"], dict(zip(("report_id", "assessed_at", *_COMPARED), found, strict=True)))
-                if old is None or old["tier"] != r["tier"] or old["score"] != r["score"]:
+                # tuples compared by position: _COMPARED begins with the tier and score, and then the rest of _SHOWN
+                if found[2:4] != new[:2]:
                     moved.append(r["report_id"])
-                if old is not None and (any(old[k] != r[k] for k in _SHOWN) or (old["fired"] != r["fired"] and _rules_differ(old["fired"], r["fired"]))):
-                    replaced.append((old, r))
+                if found[2 : 2 + len(_SHOWN)] != new[: len(_SHOWN)] or (found[2 + fired_at] != new[fired_at] and _rules_differ(found[2 + fired_at], new[fired_at])):
+                    replaced.append((dict(zip(("report_id", "assessed_at", *_COMPARED), found, strict=True)), r))
             # the history keeps a replaced assessment's rules whole, with the evidence it had: its compact row is expanded
             static = _static_json(conn, [old["report_id"] for old, _ in replaced])
             history: list[dict[str, Any]] = []
@@ -411,8 +422,7 @@ class IndicatorRepository:
             # an access row holds its report's tier and score (queue_keys): only those that moved need them copied again
             queue_keys.refresh(conn, moved)
         at_tier, at_own = 2 + _COMPARED.index("tier"), 2 + _COMPARED.index("own_tier")
-        return Replaced(len(changed), len(history), {rid: (int(c[at_tier]), None if c[at_own] is None else int(c[at_own]))
-                                                     for rid, c in stored.items()})
+        return Replaced(len(changed), len(history), {rid: (c[at_tier], c[at_own]) for rid, c in stored.items()})
 
     def history(self, report_id: str) -> list[dict[str, Any]]:
         """Earlier assessments of a report, newest first, each with what changed and why it was assessed again."""
