@@ -234,8 +234,7 @@ def assess_stored(
         rule_lists = rule_idx.tolist()
         for k, j in enumerate(members):
             dyn = dynamic[j]
-            view = _ReportValues(plain, dyn, j)
-            reads = fired_reads(policy, rule_lists[bounds[k] : bounds[k + 1]], view.__contains__, lambda view=view: view)
+            reads = fired_reads(policy, rule_lists[bounds[k] : bounds[k + 1]], _ReportValues(plain, dyn, j))
             digests = _Digests(dyn)
             fired_text = compact_fired_json(policy, [(i, names, digests.of(names)) for i, names in reads])
             rows[j] = row(ids[j], int(tiers[k]), int(scores[k]), choice, fired_text, context_json(dyn), now)

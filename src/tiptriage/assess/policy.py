@@ -807,20 +807,19 @@ def _assess(c: _Compiled, vals: Values, indicators: Mapping[str, Indicator]) -> 
                     _ASSESSMENT_FIELDS)
 
 
-def fired_reads(policy: Policy, rules: Sequence[int], present: Callable[[str], bool],
-                values: Callable[[], Mapping[str, IndicatorValue]]) -> list[tuple[int, tuple[str, ...]]]:
+def fired_reads(policy: Policy, rules: Sequence[int], values: Mapping[str, IndicatorValue]) -> list[tuple[int, tuple[str, ...]]]:
     """Per fired rule (indices into ``policy.rules``): the indicators the report has that it read, as ``evaluate`` names
-    them in ``FiredRule.indicators``. ``values`` (every value of the report) is asked for only by a rule whose supporting
-    indicators depend on the values (under ``any`` or ``not``)."""
+    them in ``FiredRule.indicators``. ``values`` holds the report's values (a name is in it when the report has the
+    indicator); only a rule under ``any`` or ``not`` reads the values themselves, so a lazy mapping serves well."""
     c = _compiled(policy)
     out: list[tuple[int, tuple[str, ...]]] = []
     for i in rules:
         names = c.statics[i]
         if names is None:
             found: dict[str, None] = {}
-            _support(c.nodes[i], values(), found)
+            _support(c.nodes[i], values, found)
             names = tuple(found)
-        out.append((i, tuple(n for n in names if present(n))))
+        out.append((i, tuple(n for n in names if n in values)))
     return out
 
 
