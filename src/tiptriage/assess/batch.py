@@ -114,6 +114,36 @@ class _Digests:
         return digest
 
 
+class _PlainColumns(Mapping[str, list[Any]]):
+    """The static columns as Python values (``_plain``), each converted when a rule first asks for it: the rules of a
+    batch read a few of the forty."""
+
+    def __init__(self, columns: Mapping[str, NDArray[Any]]) -> None:
+        self.columns = columns
+        self.done: dict[str, list[Any]] = {}
+
+    def get(self, name: str, default: Any = None) -> Any:
+        found = self.done.get(name)
+        if found is None:
+            col = self.columns.get(name)
+            if col is None:
+                return default
+            found = self.done[name] = _plain(STATIC_INDICATORS.get(name, ""), col)
+        return found
+
+    def __getitem__(self, name: str) -> list[Any]:
+        found = self.get(name)
+        if found is None:
+            raise KeyError(name)
+        return found  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.columns)
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+
 class _ReportValues(Mapping[str, IndicatorValue]):
     """One report's indicator values as the per-report path holds them (static ones it has, then its context ones), read
     off the batch's columns only for the names a rule asks about: building the whole map per report cost more than the
@@ -146,7 +176,7 @@ class _ReportValues(Mapping[str, IndicatorValue]):
         return self.get(name)  # type: ignore[no-any-return]
 
     def __iter__(self) -> Iterator[str]:
-        yield from (n for n, col in self.plain.items() if col[self.j] is not None and n not in self.dyn)
+        yield from (n for n in self.plain if self.plain[n][self.j] is not None and n not in self.dyn)
         yield from self.dyn
 
     def __len__(self) -> int:
@@ -216,7 +246,7 @@ def assess_stored(
     columns: dict[str, NDArray[Any]] = dict(static_columns)
     for name, kind in CONTEXT_INDICATORS.items():
         columns[name] = _column(kind, [d[name][0] if name in d else None for d in dynamic])
-    plain = {name: _plain(STATIC_INDICATORS.get(name, ""), col) for name, col in static_columns.items()}
+    plain = _PlainColumns(static_columns)
     choices = [policies.for_route(routes.get(rid)) for rid in ids]
     groups: dict[tuple[str, str | None], list[int]] = {}
     for j, c in enumerate(choices):

@@ -23,13 +23,14 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
 import sqlalchemy as sa
 from numpy.typing import NDArray
 
 from tiptriage.assess.indicators import FACTS_VERSION, STATIC_INDICATORS, Context, ReportFacts, StaticIndicators
 from tiptriage.assess.policy import expand_fired
 from tiptriage.store import queue_keys
-from tiptriage.store.bulk import insert_rows, upsert_rows_sqlite
+from tiptriage.store.bulk import insert_rows, update_rows_sqlite, upsert_rows_sqlite
 from tiptriage.store.crypto import Cipher, cipher_of
 from tiptriage.store.idlists import among
 from tiptriage.store.schema import (
@@ -107,7 +108,7 @@ def _static_array(kind: str, values: Sequence[Any]) -> NDArray[Any]:
 
 
 def _strings(text: str) -> tuple[str, ...]:
-    return () if text == "[]" else tuple(json.loads(text))  # most lists are empty: skip the parser
+    return () if text == "[]" else tuple(orjson.loads(text))  # most lists are empty: skip the parser
 
 
 def static_json(static: StaticIndicators) -> str:
@@ -382,10 +383,11 @@ class IndicatorRepository:
                     if c[0] in wanted:
                         stored[c[0]] = tuple(c)
             changed: list[dict[str, Any]] = []
+            in_place: list[dict[str, Any]] = []  # stored with the same tier, score and own tier: those columns stay
             replaced: list[tuple[dict[str, Any], dict[str, Any]]] = []
             moved: list[str] = []  # new, or a new tier or score: the queue keys of its access rows change
             compared = operator.itemgetter(*_COMPARED)
-            fired_at = _COMPARED.index("fired")
+            fired_at, own_at = _COMPARED.index("fired"), _COMPARED.index("own_tier")
             for r in rows:
                 found = stored.get(r["report_id"])
                 new = compared(r)
@@ -399,6 +401,8 @@ class IndicatorRepository:
                 # tuples compared by position: _COMPARED begins with the tier and score, and then the rest of _SHOWN
                 if found[2:4] != new[:2]:
                     moved.append(r["report_id"])
+                elif found[2 + own_at] == new[own_at]:
+                    in_place.append(r)
                 if found[2 : 2 + len(_SHOWN)] != new[: len(_SHOWN)] or (found[2 + fired_at] != new[fired_at] and _rules_differ(found[2 + fired_at], new[fired_at])):
                     replaced.append((dict(zip(("report_id", "assessed_at", *_COMPARED), found, strict=True)), r))
             # the history keeps a replaced assessment's rules whole, with the evidence it had: its compact row is expanded
@@ -414,7 +418,9 @@ class IndicatorRepository:
                     "replaced_at": at,
                 })
             if self.dialect == "sqlite":
-                upsert_rows_sqlite(conn, assessments, changed, "report_id")
+                kept = {id(r) for r in in_place}
+                upsert_rows_sqlite(conn, assessments, [r for r in changed if id(r) not in kept], "report_id")
+                update_rows_sqlite(conn, assessments, in_place, "report_id", unchanged=("tier", "score", "own_tier"))
             elif changed:
                 conn.execute(assessments.delete().where(among(assessments.c.report_id, [r["report_id"] for r in changed], self.dialect)))
                 insert_rows(conn, assessments, list(changed))
