@@ -15,9 +15,10 @@ every indicator and every rule's evidence again on each assessment made rows of 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ import orjson
 from numpy.typing import NDArray
 
 from tiptriage.assess.indicators import (
+    CONDITIONAL_CONTEXT,
     CONTEXT_INDICATORS,
     STATIC_INDICATORS,
     VOCABULARY,
@@ -34,7 +36,16 @@ from tiptriage.assess.indicators import (
     context_values,
     to_microseconds,
 )
-from tiptriage.assess.policy import Indicator, IndicatorValue, Policy, compact_fired_json, evaluate, evaluate_columns, fired_reads
+from tiptriage.assess.policy import (
+    Indicator,
+    IndicatorValue,
+    Policy,
+    compact_fired_json,
+    evaluate,
+    evaluate_columns,
+    fired_reads,
+    rule_supports,
+)
 
 
 @dataclass(frozen=True)
@@ -97,11 +108,14 @@ class _Digests:
         self.done: dict[tuple[str, ...], str | None] = {}
 
     def of(self, reads: tuple[str, ...]) -> str | None:
-        names = _context_reads(reads)
+        names = _CONTEXT_READS.get(reads)
+        if names is None:
+            names = _context_reads(reads)
         if not names:
             return None
-        if names in self.done:
-            return self.done[names]
+        done = self.done.get(names, _UNSET)
+        if done is not _UNSET:
+            return done  # type: ignore[return-value]
         parts = []
         for n in names:
             if n in self.values:
@@ -112,6 +126,9 @@ class _Digests:
         digest = hashlib.blake2b("\x1e".join(parts).encode(), digest_size=8).hexdigest() if parts else None
         self.done[names] = digest
         return digest
+
+
+_UNSET = object()
 
 
 class _PlainColumns(Mapping[str, list[Any]]):
@@ -200,6 +217,69 @@ def assess_report(report_id: str, indicators: Mapping[str, Indicator], choice: P
     return row(report_id, a.tier, a.score, choice, compact_fired_json(choice.policy, fired), context_json(context), now)
 
 
+class _Presence:
+    """Which indicators each report of a batch has, as one integer a report: a bit per static indicator (a stored bool
+    is always there; a number unless NaN; a string unless None) and one for the conditional context indicators
+    (``CONDITIONAL_CONTEXT``: a resolved location). Every other context indicator every report has."""
+
+    def __init__(self, static_columns: Mapping[str, NDArray[Any]], located: Sequence[bool]) -> None:
+        n = len(located)
+        self.bits: dict[str, int] = {}
+        masks = np.zeros(n, np.int64)
+        for b, (name, col) in enumerate(static_columns.items()):
+            self.bits[name] = 1 << b
+            if col.dtype.kind == "f":
+                has = ~np.isnan(col)
+            elif col.dtype.kind == "b":
+                has = np.ones(n, np.bool_)
+            else:
+                has = np.fromiter((x is not None for x in col), np.bool_, n)
+            masks |= has.astype(np.int64) << b
+        located_bit = 1 << len(static_columns)
+        for name in CONDITIONAL_CONTEXT:
+            self.bits[name] = located_bit
+        masks |= np.asarray(located, dtype=np.int64) << len(static_columns)
+        self.masks = masks
+        self.always = frozenset(CONTEXT_INDICATORS) - set(CONDITIONAL_CONTEXT)
+
+    def has(self, name: str, mask: int) -> bool:
+        return name in self.always or bool(mask & self.bits.get(name, 0))
+
+    def rule_bits(self, names: Sequence[str]) -> int:
+        out = 0
+        for n in names:
+            out |= self.bits.get(n, 0)
+        return out
+
+
+class _FiredReads:
+    """``fired_reads`` for the reports of a batch: a rule with fixed supporting indicators reads those of them the report
+    has, which its presence bits (``_Presence``) tell, so each (rule, presence) is worked out once; a rule under ``any`` or
+    ``not`` asks ``fired_reads`` with the report's values."""
+
+    def __init__(self, policy: Policy, presence: _Presence) -> None:
+        self.policy = policy
+        self.presence = presence
+        self.supports = rule_supports(policy)
+        self.bits = [None if names is None else presence.rule_bits(names) for names in self.supports]
+        self.done: dict[tuple[int, int], tuple[int, tuple[str, ...]]] = {}
+
+    def __call__(self, rules: Sequence[int], mask: int, values: Callable[[], Mapping[str, IndicatorValue]]) -> list[tuple[int, tuple[str, ...]]]:
+        out: list[tuple[int, tuple[str, ...]]] = []
+        for i in rules:
+            bits = self.bits[i]
+            if bits is None:
+                out.extend(fired_reads(self.policy, [i], values()))
+                continue
+            key = (i, mask & bits)
+            found = self.done.get(key)
+            if found is None:
+                names = self.supports[i] or ()
+                found = self.done[key] = (i, tuple(n for n in names if self.presence.has(n, mask)))
+            out.append(found)
+        return out
+
+
 def _column(kind: str, values: Sequence[Value]) -> NDArray[Any]:
     """A context indicator's column: typed when every report has a value, else an object array with None for missing."""
     if any(v is None for v in values):
@@ -247,6 +327,7 @@ def assess_stored(
     for name, kind in CONTEXT_INDICATORS.items():
         columns[name] = _column(kind, [d[name][0] if name in d else None for d in dynamic])
     plain = _PlainColumns(static_columns)
+    presence = _Presence(static_columns, ["location_resolved" in d for d in dynamic])
     choices = [policies.for_route(routes.get(rid)) for rid in ids]
     groups: dict[tuple[str, str | None], list[int]] = {}
     for j, c in enumerate(choices):
@@ -262,9 +343,11 @@ def assess_stored(
         report_pos, rule_idx = np.nonzero(fired.T)  # (report, rule) pairs, by report then rule: policy order
         bounds = np.searchsorted(report_pos, np.arange(len(members) + 1))
         rule_lists = rule_idx.tolist()
+        reads_of = _FiredReads(policy, presence)
+        masks = presence.masks[idx].tolist()
         for k, j in enumerate(members):
             dyn = dynamic[j]
-            reads = fired_reads(policy, rule_lists[bounds[k] : bounds[k + 1]], _ReportValues(plain, dyn, j))
+            reads = reads_of(rule_lists[bounds[k] : bounds[k + 1]], masks[k], partial(_ReportValues, plain, dyn, j))
             digests = _Digests(dyn)
             fired_text = compact_fired_json(policy, [(i, names, digests.of(names)) for i, names in reads])
             rows[j] = row(ids[j], int(tiers[k]), int(scores[k]), choice, fired_text, context_json(dyn), now)

@@ -103,6 +103,8 @@ CONTEXT_INDICATORS: dict[str, str] = {
 }
 # Every indicator the extractor derives, with its type: a policy may read these and nothing else.
 VOCABULARY: dict[str, str] = {**STATIC_INDICATORS, **CONTEXT_INDICATORS}
+# the context indicators ``context_values`` gives only to some reports (a resolved location); it gives every other one to all
+CONDITIONAL_CONTEXT = ("location_resolved", "location_confidence")
 
 # Bump when report_facts derives anything differently: facts stored under another version are derived again.
 FACTS_VERSION = 1

@@ -105,6 +105,7 @@ __all__ = [
     "policy_fingerprint",
     "policy_to_yaml",
     "policy_version",
+    "rule_supports",
 ]
 
 DEFAULT_POLICY_RESOURCE = "policy_default.yaml"
@@ -816,6 +817,12 @@ def _assess(c: _Compiled, vals: Values, indicators: Mapping[str, Indicator]) -> 
         out.append(_trusted(FiredRule, fields, _FIRED_FIELDS))
     return _trusted(Assessment, {"tier": tier, "score": score, "policy_name": c.name, "policy_version": c.version, "fired": out},
                     _ASSESSMENT_FIELDS)
+
+
+def rule_supports(policy: Policy) -> tuple[tuple[str, ...] | None, ...]:
+    """Per rule, the indicators that support it when it fires, where they do not depend on the values (None: a rule
+    under ``any`` or ``not``, whose supporting indicators ``fired_reads`` works out from the report's values)."""
+    return _compiled(policy).statics
 
 
 def fired_reads(policy: Policy, rules: Sequence[int], values: Mapping[str, IndicatorValue]) -> list[tuple[int, tuple[str, ...]]]:
