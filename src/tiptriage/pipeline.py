@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tiptriage.assess.batch import Policies, PolicyChoice, assess_report, assess_stored
-from tiptriage.assess.indicators import Context, extract, report_facts, vocabulary_errors
+from tiptriage.assess.indicators import Context, Match, extract, report_facts, vocabulary_errors
 from tiptriage.assess.policy import Indicator, Policy, PolicyError, diff_rankings, load_policy, what_would_change
 from tiptriage.enrich.geo import GeoSources, LocationEstimate, estimate_location
 from tiptriage.enrich.identifiers import account_identifiers, esp_account_key, normalize_email, normalize_phone, normalize_username
@@ -565,7 +565,8 @@ def load_policies(store: Store, policy_path: Path | None = None, warnings: list[
 
 
 def assess(store: Store, policy_path: Path | None = None, now: datetime | None = None, batch: int | None = None, only_stale: bool = False,
-           report_ids: list[str] | None = None, trigger: str = "assess", per_report: bool = False, workers: int | None = None) -> AssessResult:
+           report_ids: list[str] | None = None, trigger: str = "assess", per_report: bool = False, workers: int | None = None,
+           progress: Progress | None = None) -> AssessResult:
     """Indicators → policy → tier, score and reasons for stored reports: all of them, ``report_ids``, or (``only_stale``)
     those not assessed yet, under another policy than their agency's, or without current stored indicators.
 
@@ -579,7 +580,8 @@ def assess(store: Store, policy_path: Path | None = None, now: datetime | None =
     tested against, and the baseline of ``bench/assess.py``.
 
     ``workers``: processes that compute the stored path's batches while this one writes them; by default
-    ``default_workers()`` when there are four batches or more, else none.
+    ``default_workers()`` when there are four batches or more, else none. ``progress`` is told the reports written so
+    far after each batch.
     """
     now = now or datetime.now(UTC)
     warnings: list[str] = []
@@ -596,7 +598,7 @@ def assess(store: Store, policy_path: Path | None = None, now: datetime | None =
     size = batch or (2_000 if per_report else 10_000)
     # worker processes pay for their start (about a second) only when there are batches enough to share
     workers = default_workers() if workers is None and len(ids) >= 4 * size else workers or 1
-    run = _AssessRun(store, facts, policies, now, per_report, result, workers)
+    run = _AssessRun(store, facts, policies, now, per_report, result, workers, progress)
     lift_from = run.batches(ids, size, trigger, ranged_ok=report_ids is None)
     # a report whose own tier went to or from 1 changes the floor of its subject's reports assessed before it (in an
     # earlier batch, or not in this run): assess those again. A lift never changes an own tier, so this ends; the bound
@@ -644,6 +646,7 @@ class _AssessRun:
     per_report: bool
     result: AssessResult
     workers: int = 1  # processes computing batches while this one writes (store-backed runs of several batches)
+    progress: Progress | None = None
     tiers: dict[str, int] = field(default_factory=dict)  # the tier each report of the run ends with
     started: set[str] = field(default_factory=set)  # reports whose batch has begun to be computed
 
@@ -712,6 +715,8 @@ class _AssessRun:
                         lift_from.add(s)
             for r in rows:
                 self.tiers[r["report_id"]] = int(r["tier"])
+            if self.progress:
+                self.progress(len(self.tiers), 0)
         return lift_from
 
     def _lift(self, part: list[str], assessed: _Assessed, members: dict[str, list[str]]) -> list[dict[str, Any]]:
@@ -820,7 +825,7 @@ def _per_report_rows(store: Store, ids: list[str], now: datetime, policies: Poli
     contexts: dict[str, Context] = {}
     for report in reports:
         c = ctx_rows[report.id]
-        contexts[report.id] = Context(hash_summary=c.get("hash_summary"), matches=c["matches"], subject_id=c.get("subject_id"),
+        contexts[report.id] = Context(hash_summary=c.get("hash_summary"), matches=[Match.of(m) for m in c["matches"]], subject_id=c.get("subject_id"),
                                       subject_reports=c["subject_reports"], subject_services=c["subject_services"], bundle=c.get("bundle"),
                                       location=c.get("location"), records=repo.records_for(record_keys(report)),
                                       deconfliction=c.get("deconfliction", []))

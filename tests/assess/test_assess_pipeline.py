@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tiptriage import pipeline, synth
-from tiptriage.assess.indicators import Context, extract
+from tiptriage.assess.indicators import Context, Match, extract
 from tiptriage.hashes.flood import FloodRule
 from tiptriage.model import (
     Account,
@@ -45,8 +45,8 @@ def test_indicators_carry_values_and_evidence() -> None:
                          annotations=[FileAnnotation.INFANT], publicly_available=True, hashes=[FileHash(hash_type=HashType.MD5, value="2" * 32)]),
         ],
     )
-    ctx = Context(hash_summary={"known_files": 1}, matches=[{"file_id": "F2", "bank": "b", "match_type": "exact", "distance": 0,
-                                                               "series": "S1", "victim_identified": False, "suppressed_by": None}])
+    ctx = Context(hash_summary={"known_files": 1}, matches=[Match(file_id="F2", bank="b", match_type="exact", distance=0,
+                                                                  series="S1", victim_identified=False, suppressed_by=None)])
     ind = extract(r, ctx, T0 + timedelta(days=3))
     assert ind["escalated"].value is True and "escalate_to_high_priority" in ind["escalated"].evidence[0]
     assert ind["planned_meeting"].value is True and "additional_info" in ind["planned_meeting"].evidence[0]

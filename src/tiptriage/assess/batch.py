@@ -325,7 +325,10 @@ def assess_stored(
     dynamic = [context_values(facts[j], contexts[ids[j]], now_us) for j in range(n)]
     columns: dict[str, NDArray[Any]] = dict(static_columns)
     for name, kind in CONTEXT_INDICATORS.items():
-        columns[name] = _column(kind, [d[name][0] if name in d else None for d in dynamic])
+        if name in CONDITIONAL_CONTEXT:
+            columns[name] = _column(kind, [d[name][0] if name in d else None for d in dynamic])
+        else:  # every report has it
+            columns[name] = _column(kind, [d[name][0] for d in dynamic])
     plain = _PlainColumns(static_columns)
     presence = _Presence(static_columns, ["location_resolved" in d for d in dynamic])
     choices = [policies.for_route(routes.get(rid)) for rid in ids]

@@ -30,9 +30,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 from tiptriage.assess.policy import Indicator, Policy
 from tiptriage.model import (
@@ -51,12 +51,28 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".wmv", ".webm", ".3gp", ".m
 IMAGES_PER_VIDEO = 75
 
 
+class Match(NamedTuple):
+    """A file's match against a hash set, as the context indicators read it (a tuple: a batch reads tens of thousands)."""
+
+    file_id: str
+    bank: str
+    match_type: str  # exact | perceptual
+    distance: int
+    series: str | None
+    victim_identified: bool | None
+    suppressed_by: str | None  # the negative bank that marks it a known false positive
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> Match:
+        return cls(*(row[k] for k in cls._fields))
+
+
 @dataclass
 class Context:
     """What later stages know about a report, gathered by the pipeline from the store."""
 
     hash_summary: dict[str, Any] | None = None
-    matches: list[dict[str, Any]] = field(default_factory=list)
+    matches: list[Match] = field(default_factory=list)  # in the order they were found (file_matches.id)
     subject_id: str | None = None
     subject_reports: list[str] = field(default_factory=list)
     subject_services: list[str] = field(default_factory=list)
@@ -210,6 +226,13 @@ def report_facts(report: Report) -> tuple[StaticIndicators, ReportFacts]:
     )
 
 
+@lru_cache(maxsize=65_536)
+def _place_evidence(city: str | None, region: str | None, country: str | None, confidence: float) -> tuple[str, str]:
+    """The evidence sentences of an estimated location; many reports share a place (kept, as they are made for each)."""
+    place = ", ".join([x for x in (city, region, country) if x]) or "unknown"
+    return f"estimated location {place}, confidence {confidence:.2f}", f"estimated location {place}"
+
+
 def context_values(facts: ReportFacts, ctx: Context, now_us: int) -> dict[str, tuple[Value, Evidence]]:
     """The indicators that depend on what later stages found, from a report's facts and its context.
 
@@ -219,17 +242,17 @@ def context_values(facts: ReportFacts, ctx: Context, now_us: int) -> dict[str, t
     # runs for every report on every assessment)
     out: dict[str, tuple[Value, Evidence]] = {}
     rid = facts.report_id
-    live = [m for m in ctx.matches if m["suppressed_by"] is None] if ctx.matches else []
-    matched = {m["file_id"] for m in live}
+    live = [m for m in ctx.matches if m.suppressed_by is None] if ctx.matches else []
+    matched = {m.file_id for m in live}
     if ctx.hash_summary is not None and facts.upload_candidates:
         novel_uploaded = [f for f in facts.upload_candidates if f not in matched]
         novel_evidence = [f"file {fid}: no match in any bank; uploaded by the reported account" for fid in novel_uploaded]
     else:
         novel_uploaded, novel_evidence = [], []
     out["novel_uploaded_files"] = (len(novel_uploaded), novel_evidence)
-    out["known_files"] = (len(matched), [f"file {m['file_id']} matched bank {m['bank']} ({m['match_type']}, distance {m['distance']})" for m in live[:20]])
-    unident = [m for m in live if m["series"] and m["victim_identified"] is False]
-    out["unidentified_victim_series"] = (bool(unident), [f"file {m['file_id']} matched series {m['series']} in bank {m['bank']}: victim not identified" for m in unident])
+    out["known_files"] = (len(matched), [f"file {m.file_id} matched bank {m.bank} ({m.match_type}, distance {m.distance})" for m in live[:20]])
+    unident = [m for m in live if m.series and m.victim_identified is False]
+    out["unidentified_victim_series"] = (bool(unident), [f"file {m.file_id} matched series {m.series} in bank {m.bank}: victim not identified" for m in unident])
     production = bool(novel_uploaded)
     out["offence_production"] = (production, list(novel_evidence))
     out["offence_possession"] = (facts.file_count > 0 and not production and not facts.distribution, [f"report {rid}: {facts.file_count} files held by the account"])
@@ -248,9 +271,9 @@ def context_values(facts: ReportFacts, ctx: Context, now_us: int) -> dict[str, t
     out["viral_bundle"] = (b is not None, [f"bundle {b['id']}: {b['reports']} reports, representative {b['representative_report_id']}"] if b else [])
     loc = ctx.location
     if loc is not None:
-        place = ", ".join(x for x in (loc["city"], loc["region"], loc["country_code"]) if x) or "unknown"
-        out["location_resolved"] = (not loc["needs_review"], [f"estimated location {place}, confidence {loc['confidence']:.2f}"])
-        out["location_confidence"] = (float(loc["confidence"]), [f"estimated location {place}"])
+        with_confidence, place = _place_evidence(loc["city"], loc["region"], loc["country_code"], loc["confidence"])
+        out["location_resolved"] = (not loc["needs_review"], [with_confidence])
+        out["location_confidence"] = (float(loc["confidence"]), [place])
     if ctx.records:
         # sorted, so the evidence does not depend on the order a database returns the records in
         records = sorted(ctx.records, key=lambda r: str(r["record_id"]))

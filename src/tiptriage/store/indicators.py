@@ -27,7 +27,7 @@ import orjson
 import sqlalchemy as sa
 from numpy.typing import NDArray
 
-from tiptriage.assess.indicators import FACTS_VERSION, STATIC_INDICATORS, Context, ReportFacts, StaticIndicators
+from tiptriage.assess.indicators import FACTS_VERSION, STATIC_INDICATORS, Context, Match, ReportFacts, StaticIndicators
 from tiptriage.assess.policy import expand_fired
 from tiptriage.store import queue_keys
 from tiptriage.store.bulk import insert_rows, update_rows_sqlite, upsert_rows_sqlite
@@ -59,7 +59,7 @@ CHUNK = 900  # ids per IN list: under SQLite's oldest limit of 999 bound values 
 _COMPARED = ("tier", "score", "policy_version", "policy_agency", "fired", "policy_name", "indicators", "own_tier")
 _SHOWN = _COMPARED[:4]
 assert _COMPARED[:2] == ("tier", "score"), "replace() tells a move in the queue by the first two"
-_MATCH_KEYS = ("file_id", "bank", "match_type", "distance", "series", "victim_identified", "suppressed_by")
+_MATCH_KEYS = Match._fields
 _LOCATION_KEYS = ("city", "region", "country_code", "confidence", "needs_review")
 _BUNDLE_KEYS = ("id", "reports", "representative_report_id", "key_kind")
 _FACT_COLUMNS = ("file_count", "incident_us", "incident_iso", "upload_candidates", "prior_reports", "record_keys")
@@ -239,9 +239,10 @@ class IndicatorRepository:
                 # gives the order and the database sorts nothing
                 q = (sa.select(file_matches.c.report_id, *[file_matches.c[k] for k in _MATCH_KEYS]).where(where)
                      .order_by(file_matches.c.report_id, file_matches.c.id))
+                make = Match._make
                 for r in conn.execute(q).all():
                     if r[0] in out:
-                        out[r[0]].matches.append(dict(zip(_MATCH_KEYS, r[1:], strict=True)))
+                        out[r[0]].matches.append(make(r[1:]))
             for where in scopes(report_locations.c.report_id, ids, ranged, self.dialect):
                 q = sa.select(report_locations.c.report_id, *[report_locations.c[k] for k in _LOCATION_KEYS]).where(where)
                 for r in conn.execute(q).all():
@@ -274,11 +275,12 @@ class IndicatorRepository:
                      .select_from(subject_accounts.join(report_accounts, report_accounts.c.account_key == subject_accounts.c.account_key))
                      .where(among(subject_accounts.c.subject_id, sorted(by_subject), self.dialect))
                      .order_by(subject_accounts.c.subject_id, report_accounts.c.report_id, report_accounts.c.account_key))
-                for row in conn.execute(q).all():
-                    sid, rid, service = str(row[0]), str(row[1]), str(row[2]).split(":", 1)[0]
+                for sid, rid, key in conn.execute(q).all():
+                    service = key.partition(":")[0]
                     for own in by_subject[sid]:
-                        out[own].subject_reports.append(rid)
-                        out[own].subject_services.append(service)
+                        c = out[own]
+                        c.subject_reports.append(rid)
+                        c.subject_services.append(service)
             wanted = sorted({k for r in ids for k in record_keys.get(r, ())})
             found: dict[str, list[dict[str, Any]]] = {}
             if wanted:
