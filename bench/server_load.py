@@ -268,14 +268,31 @@ def _cpu_seconds(pids: Callable[[int, str, int], bool]) -> float:
     return total
 
 
-def _cpu_probe(server_pid: int) -> Callable[[], dict[str, float]] | None:
-    """CPU seconds so far of the server (uvicorn's supervisor and its workers) and of every PostgreSQL process on this machine
-    (the database is local on the reference machine; whatever else uses that server in the window is counted too). None
-    where /proc cannot be read."""
+def _backend_of(database: str) -> Callable[[int, str, int], bool]:
+    """A PostgreSQL backend connected to ``database`` (its process title names the database), or the WAL writer, which
+    flushes every backend's commits; not the backends of other databases on the same server."""
+    def select(pid: int, name: str, _parent: int) -> bool:
+        if name != "postgres":
+            return False
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").split()
+        except OSError:
+            return False
+        return database in title or "walwriter" in title
+
+    return select
+
+
+def _cpu_probe(server_pid: int, database: str) -> Callable[[], dict[str, float]] | None:
+    """CPU seconds so far of the server (uvicorn's supervisor and its workers), of every PostgreSQL process on this machine
+    (the database is local on the reference machine; whatever else uses that server in the window is counted too: a CI run's
+    test databases, another benchmark), and of this database's backends alone with the WAL writer (``postgresql_own``: a
+    backend that ended within the window is not counted there; the pools keep theirs open). None where /proc cannot be read."""
     if not Path(f"/proc/{server_pid}/stat").exists():
         return None
     return lambda: {"server": _cpu_seconds(lambda pid, _name, parent: server_pid in (pid, parent)),
-                    "postgresql": _cpu_seconds(lambda _pid, name, _parent: name == "postgres")}
+                    "postgresql": _cpu_seconds(lambda _pid, name, _parent: name == "postgres"),
+                    "postgresql_own": _cpu_seconds(_backend_of(database))}
 
 
 async def _load(base: str, sessions: list[tuple[str, str]], ids: list[str], total: int, seconds: float, warmup: float,
@@ -525,7 +542,7 @@ def main(n: int = 100_000) -> dict[str, Any]:
             results["queue_total"] = total
             audit_before, opened_before = _audit_entries(url), _sessions_opened(url)
             print(f"load: {clients} clients for {seconds} s against {base}", file=sys.stderr)
-            probe = _cpu_probe(proc.pid)
+            probe = _cpu_probe(proc.pid, db_name)
             results["load"] = asyncio.run(_load(base, sessions, ids, total, seconds, warmup, cpu_probe=probe))
             audit_after, opened_after = _audit_entries(url), _sessions_opened(url)
             results["load"]["audit_entries_written"] = audit_after - audit_before
