@@ -47,6 +47,7 @@ Errors are ``application/problem+json`` (RFC 9457): ``type`` (a tag URI naming t
 
 import json
 import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -60,6 +61,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyCookie, APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
+from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -208,13 +210,21 @@ DEFAULT_HEADERS: Final = (
 )
 
 
+HotRoute = Callable[[Scope, Receive, Send], Awaitable[bool]]
+
+
 class _RequestDefaults:
     """Every HTTP request starts bound to no agency, whatever ran before on this worker (see ``tiptriage.store.rls``), and
     every answer carries ``DEFAULT_HEADERS``. Plain ASGI rather than two ``@app.middleware("http")`` functions: that
-    wrapper passes each request and answer through an extra task and a memory stream of its own, every time."""
+    wrapper passes each request and answer through an extra task and a memory stream of its own, every time.
 
-    def __init__(self, app: ASGIApp) -> None:
+    ``hot``: the queue and report reads answered here when their request is plain (``create_app``'s ``answer_hot``), before
+    FastAPI's routing, parameter and dependency machinery, which cost about as much of the server's CPU as the reads' own
+    Python; it answers False, having done nothing, for every other request."""
+
+    def __init__(self, app: ASGIApp, hot: list[HotRoute] | None = None) -> None:
         self.app = app
+        self.hot = hot if hot is not None else []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -230,6 +240,9 @@ class _RequestDefaults:
                 message = {**message, "headers": headers}
             await send(message)
 
+        for answer in self.hot:
+            if await answer(scope, receive, send_with_headers):
+                return
         await self.app(scope, receive, send_with_headers)
 
 
@@ -309,7 +322,8 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         return problem_response(request, 500, None, "Internal error", "The request could not be completed.")
 
-    app.add_middleware(_RequestDefaults)
+    hot_routes: list[HotRoute] = []  # filled once the routes are defined, below
+    app.add_middleware(_RequestDefaults, hot=hot_routes)
 
     # -- dependencies --------------------------------------------------------------------------------------
 
@@ -432,6 +446,38 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
     async def report(request: Request, token: SessionToken, report_id: str) -> Response:
         return await report_in_thread(request, token, report_id)
 
+    async def answer_hot(scope: Scope, receive: Receive, send: Send) -> bool:
+        """GET /api/queue and GET /api/reports/{report_id} with nothing for FastAPI to decide: the route is plain (no root
+        path), limit and offset are absent or plain decimal numbers in range. The cookie is read, the handler runs and its
+        refusals are answered exactly as on the routes above (the same functions); anything else (a limit out of range, a
+        number written otherwise, an unexpected error) is left to FastAPI or, for an error, to the server-error handler."""
+        if scope["method"] != "GET" or scope.get("root_path"):
+            return False
+        path: str = scope["path"]
+        if path == "/api/queue":
+            query = QueryParams(scope["query_string"])
+            limit, offset = _plain_int(query.get("limit", "50"), 1, MAX_PAGE), _plain_int(query.get("offset", "0"), 0, 999_999_999)
+            if limit is None or offset is None:
+                return False
+            args: tuple[Any, ...] = (limit, offset)
+            handle = queue_in_thread
+        elif path.startswith("/api/reports/") and "/" not in path[len("/api/reports/"):] and len(path) > len("/api/reports/"):
+            args, handle = (path[len("/api/reports/"):],), report_in_thread
+        else:
+            return False
+        request = Request(scope, receive)
+        try:
+            response: Response = await handle(request, request.cookies.get(SESSION_COOKIE) or None, *args)
+        except Problem as exc:
+            response = await _problem(request, exc)
+        except AuthError as exc:
+            response = await _auth_error(request, exc)
+        await response(scope, receive, send)
+        return True
+
+    if session_reads:
+        hot_routes.append(answer_hot)
+
     @app.get("/api/reports/{report_id}/explain", response_model=Explanation, tags=["reports"], responses=problems(401, 404))
     def explain(who: Caller, report_id: str) -> Explanation:
         via = readable_report(who, report_id, "assessment")
@@ -462,6 +508,18 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
     add_api_routes(app, ctx, Depends(principal), csrf_doc)
     add_web_routes(app, ctx)
     return app
+
+
+_PLAIN_INT: Final = re.compile(r"0|[1-9][0-9]{0,8}")
+
+
+def _plain_int(text: str, low: int, high: int) -> int | None:
+    """A query parameter written as plain decimal digits, within [low, high]; None for anything else, which FastAPI then
+    validates (and may take, as pydantic reads more ways of writing a number than these)."""
+    if not _PLAIN_INT.fullmatch(text):
+        return None
+    value = int(text)
+    return value if low <= value <= high else None
 
 
 def _source(request: Request) -> str | None:
