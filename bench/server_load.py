@@ -31,6 +31,16 @@ same machine; anything else using that server in the window counts too). With la
 cores, these say where the time goes. Sizes: BENCH_SERVER_N reports (100,000), BENCH_SERVER_CLIENTS (50),
 BENCH_SERVER_SECONDS (30), BENCH_SERVER_WORKERS (uvicorn workers, 2); the server's own settings (TIPTRIAGE_SERVER_THREADS,
 TIPTRIAGE_DB_POOL_SIZE) pass through from the environment and are recorded.
+
+The server reads case data as the row-level-security application role (``tiptriage_bench_app``, applied to the database as
+``tiptriage db secure`` would, then named in TIPTRIAGE_APP_DATABASE_URL), as a production service does; intake goes through
+the owner's URL.
+
+Populating 100,000 reports takes several minutes (ingest and triage). BENCH_SERVER_KEEP_DATABASE=NAME keeps the populated
+database under that name instead of dropping it, with its data key and the accounts' TOTP secrets in
+bench/work/server-load-NAME.json; a later run with the same NAME (and the same N, and no more clients) reuses it as it is:
+no ingest or triage, the populate timings are those of the run that made it. The audit log and the sessions grow with each
+run. BENCH_SERVER_PROFILE=0 skips the profile of one request's parts.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ import json
 import os
 import platform
 import random
+import re
 import secrets
 import socket
 import statistics
@@ -257,14 +268,31 @@ def _cpu_seconds(pids: Callable[[int, str, int], bool]) -> float:
     return total
 
 
-def _cpu_probe(server_pid: int) -> Callable[[], dict[str, float]] | None:
-    """CPU seconds so far of the server (uvicorn's supervisor and its workers) and of every PostgreSQL process on this machine
-    (the database is local on the reference machine; whatever else uses that server in the window is counted too). None
-    where /proc cannot be read."""
+def _backend_of(database: str) -> Callable[[int, str, int], bool]:
+    """A PostgreSQL backend connected to ``database`` (its process title names the database), or the WAL writer, which
+    flushes every backend's commits; not the backends of other databases on the same server."""
+    def select(pid: int, name: str, _parent: int) -> bool:
+        if name != "postgres":
+            return False
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").split()
+        except OSError:
+            return False
+        return database in title or "walwriter" in title
+
+    return select
+
+
+def _cpu_probe(server_pid: int, database: str) -> Callable[[], dict[str, float]] | None:
+    """CPU seconds so far of the server (uvicorn's supervisor and its workers), of every PostgreSQL process on this machine
+    (the database is local on the reference machine; whatever else uses that server in the window is counted too: a CI run's
+    test databases, another benchmark), and of this database's backends alone with the WAL writer (``postgresql_own``: a
+    backend that ended within the window is not counted there; the pools keep theirs open). None where /proc cannot be read."""
     if not Path(f"/proc/{server_pid}/stat").exists():
         return None
     return lambda: {"server": _cpu_seconds(lambda pid, _name, parent: server_pid in (pid, parent)),
-                    "postgresql": _cpu_seconds(lambda _pid, name, _parent: name == "postgres")}
+                    "postgresql": _cpu_seconds(lambda _pid, name, _parent: name == "postgres"),
+                    "postgresql_own": _cpu_seconds(_backend_of(database))}
 
 
 async def _load(base: str, sessions: list[tuple[str, str]], ids: list[str], total: int, seconds: float, warmup: float,
@@ -418,15 +446,38 @@ def _audit_entries(url: str) -> int:
         engine.dispose()
 
 
+APP_ROLE = "tiptriage_bench_app"
+
+
+def _database_exists(admin: sa.Engine, name: str) -> bool:
+    with admin.connect() as conn:
+        return conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first() is not None
+
+
+def _as_app_role(url: str) -> str:
+    """Row-level security for ``APP_ROLE`` applied as the owner (what ``tiptriage db secure`` does), and the URL the service
+    connects to for case data as that role: the service is measured as it runs in production, every transaction bound to the
+    caller's agency under the agency policies."""
+    from tiptriage.store import rls
+
+    engine = sa.create_engine(url)
+    try:
+        rls.apply(engine, APP_ROLE)
+    finally:
+        engine.dispose()
+    return sa.engine.make_url(url).set(username=APP_ROLE).render_as_string(hide_password=False)
+
+
 def main(n: int = 100_000) -> dict[str, Any]:
     from tiptriage.server.app import worker_threads
 
     clients = int(os.environ.get("BENCH_SERVER_CLIENTS", 50))
     seconds = float(os.environ.get("BENCH_SERVER_SECONDS", 30))
     workers = int(os.environ.get("BENCH_SERVER_WORKERS", 2))
+    keep = os.environ.get("BENCH_SERVER_KEEP_DATABASE", "")
     warmup = 3.0
-    if not os.environ.get(KEY_ENV) and not os.environ.get(KEY_FILE_ENV):
-        os.environ[KEY_ENV] = base64.b64encode(secrets.token_bytes(32)).decode()  # this run's data key; the database is dropped after
+    if keep and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", keep):
+        raise ValueError(f"BENCH_SERVER_KEEP_DATABASE={keep!r}: lower-case letters, digits and _ only")
     results: dict[str, Any] = {
         "benchmark": "server_load", "reports": n, "clients": clients, "seconds": seconds, "server_workers": workers,
         "endpoints": {"queue": f"GET /api/queue?limit={PAGE}&offset=<random>", "report": "GET /api/reports/<random id>"},
@@ -434,24 +485,53 @@ def main(n: int = 100_000) -> dict[str, Any]:
         "client": ("one keep-alive connection per client over asyncio streams (bench/server_load.py _Connection), not httpx: "
                    "httpx's AsyncClient cost 4.2 ms of CPU per request with 50 pooled connections, against about 0.1 ms; "
                    "the client's own CPU per request is in load.client_cpu_ms_per_request"),
+        "database_role": f"case data as the row-level-security application role ({APP_ROLE}, TIPTRIAGE_APP_DATABASE_URL); "
+                         "intake through the owner",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average_at_start": os.getloadavg()},
         "server_threads_per_worker": worker_threads(), "db_pool_size_per_worker": int(os.environ.get("TIPTRIAGE_DB_POOL_SIZE", "20")),
     }
-    subs = _data(n)
     pg_admin = os.environ.get("TIPTRIAGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-    db_name = f"tiptriage_load_{uuid.uuid4().hex[:8]}"
+    db_name = keep or f"tiptriage_load_{uuid.uuid4().hex[:8]}"
+    # a kept database's data key and accounts' TOTP secrets, beside the generated data (bench/work/ is not committed)
+    kept_file = WORK / f"server-load-{db_name}.json"
     admin = sa.create_engine(pg_admin, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{db_name}"'))
     url = sa.engine.make_url(pg_admin).set(database=db_name).render_as_string(hide_password=False)
+    reuse = bool(keep) and kept_file.exists() and _database_exists(admin, db_name)
+    kept: dict[str, Any] = json.loads(kept_file.read_text()) if reuse else {}
+    if reuse:
+        if kept["reports"] != n or len(kept["totp"]) < clients:
+            raise ValueError(f"{db_name} holds {kept['reports']} reports and {len(kept['totp'])} accounts, not {n} and {clients}")
+        os.environ[KEY_ENV] = kept["data_key"]
+        os.environ.pop(KEY_FILE_ENV, None)
+    elif not os.environ.get(KEY_ENV) and not os.environ.get(KEY_FILE_ENV):
+        os.environ[KEY_ENV] = base64.b64encode(secrets.token_bytes(32)).decode()  # this run's data key
+    if not reuse:
+        subs = _data(n)
+        with admin.connect() as conn:
+            if keep:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
+            conn.execute(sa.text(f'CREATE DATABASE "{db_name}"'))
     proc: subprocess.Popen[bytes] | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="tiptriage-load-") as tmp:
             os.environ["TIPTRIAGE_INDEX_DIR"] = tmp  # the triage's saved hash indexes: not in the home folder
-            timings, ids, totp = _populate(url, subs, n, clients)
-            results["populate"] = timings
-            env = {**os.environ, "TIPTRIAGE_DATABASE_URL": url}
-            env.pop("TIPTRIAGE_APP_DATABASE_URL", None)
+            if reuse:
+                results["populate"] = {**kept["populate"], "reused_database": db_name}
+                totp = dict(list(kept["totp"].items())[:clients])
+                from tiptriage.store import Store
+
+                store = Store(url)
+                try:
+                    ids = store.report_ids()
+                finally:
+                    store.dispose()
+            else:
+                timings, ids, totp = _populate(url, subs, n, clients)
+                results["populate"] = timings
+                if keep:
+                    WORK.mkdir(parents=True, exist_ok=True)
+                    kept_file.write_text(json.dumps({"reports": n, "data_key": os.environ.get(KEY_ENV), "totp": totp, "populate": timings}))
+            env = {**os.environ, "TIPTRIAGE_DATABASE_URL": url, "TIPTRIAGE_APP_DATABASE_URL": _as_app_role(url)}
             port = _free_port()
             base = f"http://127.0.0.1:{port}"
             proc = _start_server(env, port, workers, Path(tmp) / "server.log")
@@ -462,7 +542,7 @@ def main(n: int = 100_000) -> dict[str, Any]:
             results["queue_total"] = total
             audit_before, opened_before = _audit_entries(url), _sessions_opened(url)
             print(f"load: {clients} clients for {seconds} s against {base}", file=sys.stderr)
-            probe = _cpu_probe(proc.pid)
+            probe = _cpu_probe(proc.pid, db_name)
             results["load"] = asyncio.run(_load(base, sessions, ids, total, seconds, warmup, cpu_probe=probe))
             audit_after, opened_after = _audit_entries(url), _sessions_opened(url)
             results["load"]["audit_entries_written"] = audit_after - audit_before
@@ -476,12 +556,14 @@ def main(n: int = 100_000) -> dict[str, Any]:
                 results["diagnostic_report_only"] = asyncio.run(_load(base, sessions, ids, total, diag, warmup, queue_share=0.0, cpu_probe=probe))
             _stop_server(proc)
             proc = None
-            results["profile_one_request_parts"] = _profile(url, ids, total, sessions[0][0].split("=", 1)[1])
+            if os.environ.get("BENCH_SERVER_PROFILE", "1") != "0":
+                results["profile_one_request_parts"] = _profile(url, ids, total, sessions[0][0].split("=", 1)[1])
     finally:
         if proc is not None:
             _stop_server(proc)
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
+        if not keep:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
         admin.dispose()
     load = results["load"]
     results["met_target"] = {"p99_under_100_ms": all(load[k].get("p99_ms", 1e9) < TARGET["p99_ms"] for k in ("queue", "report")),

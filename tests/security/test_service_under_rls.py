@@ -122,3 +122,44 @@ def test_an_outcome_reassesses_the_subjects_reports_at_another_agency(under_rls:
     after = owner.assessments.get(theirs)
     assert after is not None and after["indicators"]["subject_arrest"]["value"] is True
     assert "subject-arrested" in {f["rule_id"] for f in after["fired"]}
+
+
+def test_the_session_transaction_is_bound_to_the_sessions_agency_by_the_database(
+        under_rls: tuple[Store, str, dict[str, list[str]], dict[str, str]]) -> None:
+    """The queue and report endpoints check the session and read in one transaction (``SessionRead``), bound to the agency by
+    the statement that reads the session: as the application role, its reads see the session's agency's rows and nothing of
+    another's, even where the query's own agency check is left out."""
+    import pyotp
+    from fastapi.testclient import TestClient
+
+    from tiptriage.server.auth import SESSION_COOKIE, token_hash
+    from tiptriage.store.users import SessionRead
+
+    owner, app_url, split, secrets = under_rls
+    client = TestClient(service_app(owner.url, app_url), base_url="https://testserver")
+    name = "analyst-a"
+    r = client.post("/api/login", json={"username": name, "password": PASSWORD, "totp": pyotp.TOTP(secrets[name]).now(), "banner_accepted": True})
+    assert r.status_code == 200
+    sid = token_hash(client.cookies[SESSION_COOKIE])
+    as_app = Store(app_url, migrate_schema=False)
+    try:
+        mine, theirs = split["agency-a"][0], split["agency-b"][0]
+        with SessionRead(as_app.engine, sid) as reads:
+            found = reads.session()
+            assert found is not None and found[1] is not None and found[1].agency_id == "agency-a"
+            via, text = reads.readable_report(mine, "agency-a")
+            assert via == "routed" and text is not None and mine in text
+        with SessionRead(as_app.engine, sid) as reads:
+            assert reads.session() is not None
+            page, total = reads.queue("agency-a", 200)
+            assert {i["report_id"] for i in page} == set(split["agency-a"]) and total == len(split["agency-a"])
+        # beneath the query's agency check: the transaction's own binding hides agency B's rows from the application role
+        with SessionRead(as_app.engine, sid) as reads:
+            assert reads.session() is not None
+            seen = reads._tx.send("SELECT id FROM reports WHERE id = ANY(%(ids)s)", {"ids": [mine, theirs]})
+            agencies = reads._tx.send("SELECT DISTINCT agency_id FROM report_agency")
+            reads._tx.end()
+            assert [r[0] for r in seen.fetchall()] == [mine] and agencies.fetchall() == [("agency-a",)]
+        assert client.get(f"/api/reports/{theirs}").status_code == 404 and client.get(f"/api/reports/{mine}").status_code == 200
+    finally:
+        as_app.dispose()

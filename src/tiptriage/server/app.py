@@ -47,6 +47,7 @@ Errors are ``application/problem+json`` (RFC 9457): ``type`` (a tag URI naming t
 
 import json
 import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -60,6 +61,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyCookie, APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
+from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -78,6 +80,7 @@ from tiptriage.server.auth import (
     Principal,
     allowed,
     audit_name,
+    token_hash,
     utc_now,
 )
 from tiptriage.server.context import Context
@@ -92,7 +95,7 @@ from tiptriage.server.problems import (
 from tiptriage.server.web import add_web_routes
 from tiptriage.store import Store
 from tiptriage.store.rls import bind_to_request_agency, current_agency
-from tiptriage.store.users import ReportAccessRepository
+from tiptriage.store.users import ReportAccessRepository, ReportReads, SessionRead
 from tiptriage.store.views import ServiceViews
 
 MAX_PAGE: Final = 200
@@ -207,13 +210,21 @@ DEFAULT_HEADERS: Final = (
 )
 
 
+HotRoute = Callable[[Scope, Receive, Send], Awaitable[bool]]
+
+
 class _RequestDefaults:
     """Every HTTP request starts bound to no agency, whatever ran before on this worker (see ``tiptriage.store.rls``), and
     every answer carries ``DEFAULT_HEADERS``. Plain ASGI rather than two ``@app.middleware("http")`` functions: that
-    wrapper passes each request and answer through an extra task and a memory stream of its own, every time."""
+    wrapper passes each request and answer through an extra task and a memory stream of its own, every time.
 
-    def __init__(self, app: ASGIApp) -> None:
+    ``hot``: the queue and report reads answered here when their request is plain (``create_app``'s ``answer_hot``), before
+    FastAPI's routing, parameter and dependency machinery, which cost about as much of the server's CPU as the reads' own
+    Python; it answers False, having done nothing, for every other request."""
+
+    def __init__(self, app: ASGIApp, hot: list[HotRoute] | None = None) -> None:
         self.app = app
+        self.hot = hot if hot is not None else []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -229,6 +240,9 @@ class _RequestDefaults:
                 message = {**message, "headers": headers}
             await send(message)
 
+        for answer in self.hot:
+            if await answer(scope, receive, send_with_headers):
+                return
         await self.app(scope, receive, send_with_headers)
 
 
@@ -248,10 +262,12 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callable[[], datetime] = utc_now,
-               intake: Store | None = None) -> FastAPI:
+               intake: Store | None = None, session_reads: bool = True) -> FastAPI:
     """The API over ``store``. ``policy`` and ``clock`` are injectable (tests move the clock). ``intake``: the store that
     submissions and hash-set imports write through, when ``store`` connects as the row-level-security application role
-    (which may not insert a report no agency has yet); by default ``store`` itself."""
+    (which may not insert a report no agency has yet); by default ``store`` itself. ``session_reads``: on PostgreSQL, the
+    queue and report endpoints check the session and read in one pipelined transaction (``SessionRead``); False keeps them
+    on the general path (tests compare the two)."""
     auth = Authenticator(store, policy, clock)
     access = ReportAccessRepository(store.engine)
     ctx = Context(store, auth, access, ServiceViews(store.engine), intake or store)
@@ -306,7 +322,8 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         return problem_response(request, 500, None, "Internal error", "The request could not be completed.")
 
-    app.add_middleware(_RequestDefaults)
+    hot_routes: list[HotRoute] = []  # filled once the routes are defined, below
+    app.add_middleware(_RequestDefaults, hot=hot_routes)
 
     # -- dependencies --------------------------------------------------------------------------------------
 
@@ -325,17 +342,29 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
 
     Caller = Annotated[Principal, Depends(principal)]
 
+    one_transaction = session_reads and store.engine.dialect.name == "postgresql"
+
     def in_one_thread(handler: Callable[..., Response]) -> Callable[..., Awaitable[Response]]:
         """For the endpoints read most (the queue, a report): the session check and the handler in one trip to a worker
         thread instead of two (``principal``, then the handler); handing work to threads took 17% of the server's CPU
         time under the load benchmark with two trips a request. The agency is set in that thread's context before the
-        handler's first transaction, as ``principal`` sets it in the request's."""
+        handler's first transaction, as ``principal`` sets it in the request's.
+
+        On PostgreSQL the session check and the handler's read are one transaction (``SessionRead``) when the session needs
+        nothing done (``Authenticator.accept``); any other session (unknown, ended, idle, too old, disabled, its idle clock
+        due to move) goes through ``authenticate`` and the general read, as before."""
 
         async def run(request: Request, token: str | None, *args: Any) -> Response:
             def work() -> Response:
+                if one_transaction and token:
+                    with SessionRead(store.engine, token_hash(token)) as reads:
+                        who = auth.accept(reads.session(), method=request.method, source=_source(request))
+                        if who is not None:
+                            current_agency.set(who.user.agency_id)
+                            return handler(who, reads, *args)
                 who = authenticate(request, token)
                 current_agency.set(who.user.agency_id)
-                return handler(who, *args)
+                return handler(who, access, *args)
 
             return await run_in_threadpool(work)
 
@@ -382,11 +411,11 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
 
     # -- case data -----------------------------------------------------------------------------------------
 
-    def queue_page(who: Principal, limit: int, offset: int) -> Response:
+    def queue_page(who: Principal, reads: ReportReads, limit: int, offset: int) -> Response:
         if not allowed(who.user.role, Action.READ_QUEUE):
             audit_read(who, "queue", who.user.agency_id, "denied", reason="role may not read case data")
             raise Problem(403, "forbidden", "Forbidden", "This role has no access to case data.")
-        rows, total = access.queue(who.user.agency_id, limit, offset)
+        rows, total = reads.queue(who.user.agency_id, limit, offset)
         audit_read(who, "queue", who.user.agency_id, rows=len(rows), offset=offset, limit=limit, total=total)
         # the rows are the items' fields, in order, with their types: written out by pydantic's own serialiser as QueuePage
         # would write them, without building and validating a model per item and then the page first
@@ -394,8 +423,8 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
                 "next_offset": offset + len(rows) if offset + len(rows) < total else None}
         return Response(to_json(page), media_type="application/json")
 
-    def report_document(who: Principal, report_id: str) -> Response:
-        via, text = ctx.readable_report(who, report_id)
+    def report_document(who: Principal, reads: ReportReads, report_id: str) -> Response:
+        via, text = ctx.readable_report(who, report_id, reads)
         if text is None:
             audit_read(who, "report", report_id, "failed", reason="not stored")
             raise Problem(404, "not-found", "Not found", "No such report.")
@@ -416,6 +445,38 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
     @app.get("/api/reports/{report_id}", response_model=Report, tags=["reports"], responses=problems(401, 404))
     async def report(request: Request, token: SessionToken, report_id: str) -> Response:
         return await report_in_thread(request, token, report_id)
+
+    async def answer_hot(scope: Scope, receive: Receive, send: Send) -> bool:
+        """GET /api/queue and GET /api/reports/{report_id} with nothing for FastAPI to decide: the route is plain (no root
+        path), limit and offset are absent or plain decimal numbers in range. The cookie is read, the handler runs and its
+        refusals are answered exactly as on the routes above (the same functions); anything else (a limit out of range, a
+        number written otherwise, an unexpected error) is left to FastAPI or, for an error, to the server-error handler."""
+        if scope["method"] != "GET" or scope.get("root_path"):
+            return False
+        path: str = scope["path"]
+        if path == "/api/queue":
+            query = QueryParams(scope["query_string"])
+            limit, offset = _plain_int(query.get("limit", "50"), 1, MAX_PAGE), _plain_int(query.get("offset", "0"), 0, 999_999_999)
+            if limit is None or offset is None:
+                return False
+            args: tuple[Any, ...] = (limit, offset)
+            handle = queue_in_thread
+        elif path.startswith("/api/reports/") and "/" not in path[len("/api/reports/"):] and len(path) > len("/api/reports/"):
+            args, handle = (path[len("/api/reports/"):],), report_in_thread
+        else:
+            return False
+        request = Request(scope, receive)
+        try:
+            response: Response = await handle(request, request.cookies.get(SESSION_COOKIE) or None, *args)
+        except Problem as exc:
+            response = await _problem(request, exc)
+        except AuthError as exc:
+            response = await _auth_error(request, exc)
+        await response(scope, receive, send)
+        return True
+
+    if session_reads:
+        hot_routes.append(answer_hot)
 
     @app.get("/api/reports/{report_id}/explain", response_model=Explanation, tags=["reports"], responses=problems(401, 404))
     def explain(who: Caller, report_id: str) -> Explanation:
@@ -447,6 +508,18 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
     add_api_routes(app, ctx, Depends(principal), csrf_doc)
     add_web_routes(app, ctx)
     return app
+
+
+_PLAIN_INT: Final = re.compile(r"0|[1-9][0-9]{0,8}")
+
+
+def _plain_int(text: str, low: int, high: int) -> int | None:
+    """A query parameter written as plain decimal digits, within [low, high]; None for anything else, which FastAPI then
+    validates (and may take, as pydantic reads more ways of writing a number than these)."""
+    if not _PLAIN_INT.fullmatch(text):
+        return None
+    value = int(text)
+    return value if low <= value <= high else None
 
 
 def _source(request: Request) -> str | None:

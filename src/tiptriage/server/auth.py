@@ -502,6 +502,20 @@ class Authenticator:
         with request_agency(user.agency_id if user is not None else None):
             return self._check_session(session, user, sid, method=method, csrf_token=csrf_token, source=source, path=path)
 
+    def accept(self, found: tuple[Session, User | None] | None, *, method: str, source: str | None) -> Principal | None:
+        """The principal of a session already read (``SessionRead.session``) when the request needs nothing done about it: a
+        safe method, the account enabled, the session neither idle nor too old, its idle clock moved less than ``TOUCH_EVERY``
+        ago. None otherwise, and the caller then goes through ``authenticate``, which decides as ever and does what each case
+        needs (ends the session, audits it, moves the idle clock, checks the CSRF token). Where both give a principal, it is
+        the same one."""
+        if found is None or method.upper() not in SAFE_METHODS:
+            return None
+        session, user = found
+        now = self.now()
+        if user is None or user.disabled or session_expiry(session, now, self.policy) is not None or now - session.last_seen_at >= TOUCH_EVERY:
+            return None
+        return Principal(user, session.id, source)
+
     def _check_session(self, session: Session, user: User | None, sid: str, *, method: str, csrf_token: str | None, source: str | None,
                        path: str) -> Principal:
         now = self.now()

@@ -11,7 +11,7 @@ from typing import Any, Final, NoReturn
 from tiptriage.server.auth import Action, Authenticator, Principal, allowed
 from tiptriage.server.problems import Problem
 from tiptriage.store import Store
-from tiptriage.store.users import ReportAccessRepository
+from tiptriage.store.users import ReportAccessRepository, ReportReads
 from tiptriage.store.views import ServiceViews
 from tiptriage.work import cases
 
@@ -51,11 +51,11 @@ class Context:
             self._hidden(who, report_id, object_type, verb, may_read)
         return via
 
-    def readable_report(self, who: Principal, report_id: str) -> tuple[str, str | None]:
+    def readable_report(self, who: Principal, report_id: str, reads: ReportReads | None = None) -> tuple[str, str | None]:
         """``visible_report`` and the report's JSON (None: not stored) in one query: the check and the read the report
-        endpoint makes on every call."""
+        endpoint makes on every call. ``reads``: where to read (the session check's transaction); ``access`` by default."""
         may_read = allowed(who.user.role, Action.READ_REPORT)
-        via, text = self.access.readable_report(report_id, who.user.agency_id) if may_read else (None, None)
+        via, text = (reads or self.access).readable_report(report_id, who.user.agency_id) if may_read else (None, None)
         if via is None:
             self._hidden(who, report_id, "report", "read", may_read)
         return via, text
