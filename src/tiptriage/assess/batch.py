@@ -81,7 +81,14 @@ def context_digest(reads: Sequence[str], values: Mapping[str, tuple[Value, Seque
     """A digest of the evidence of the context indicators a fired rule read (None: it read none). The static ones come
     from the report alone and cannot change; with this a re-assessment tells that a rule has new evidence (one more linked
     report, another match) without the evidence being stored in the rule."""
-    parts = [n + "\x1f" + "\x1f".join(values[n][1]) for n in reads if n in CONTEXT_INDICATORS and n in values]
+    return _digest([_digest_part(n, values[n][1]) for n in reads if n in CONTEXT_INDICATORS and n in values])
+
+
+def _digest_part(name: str, evidence: Sequence[str]) -> str:
+    return name + "\x1f" + "\x1f".join(evidence)
+
+
+def _digest(parts: Sequence[str]) -> str | None:
     return hashlib.blake2b("\x1e".join(parts).encode(), digest_size=8).hexdigest() if parts else None
 
 
@@ -121,9 +128,9 @@ class _Digests:
             if n in self.values:
                 part = self.parts.get(n)
                 if part is None:
-                    part = self.parts[n] = n + "\x1f" + "\x1f".join(self.values[n][1])
+                    part = self.parts[n] = _digest_part(n, self.values[n][1])
                 parts.append(part)
-        digest = hashlib.blake2b("\x1e".join(parts).encode(), digest_size=8).hexdigest() if parts else None
+        digest = _digest(parts)
         self.done[names] = digest
         return digest
 
