@@ -32,8 +32,12 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy src
 
+# TEST_WORKERS: pytest-xdist processes (2: the suite waits on subprocesses, PostgreSQL and Chromium about half the time,
+# so two share 2 cores well; each test has its own databases, roles and folders). 0 runs the tests in this process.
+TEST_WORKERS ?= 2
+
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 bench: $(VENV)/.test-installed
 	$(BIN)/pip install --quiet -e ".[test,bench]"

@@ -136,13 +136,22 @@ def test_an_investigator_and_a_supervisor_work_a_case_in_the_browser(live: tuple
     # the supervisor's dashboard, kept as a test artefact
     sup_page.goto(f"{base}/dashboard")
     assert sup_page.locator("svg.chart").count() == 4
-    sup_page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
-    assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+    assert _keep(sup_page, "dashboard.png").stat().st_size > 10_000
 
     # the changes are on record, with the page as the source
     changes = [e for e in service.store.audit.iter_entries() if e.action == "change" and e.outcome == "ok" and e.object_type == "case"]
     assert [e.detail["transition"] for e in changes] == ["new->assigned", "assigned->in_progress", "in_progress->closed"]
     assert {e.source_address for e in changes} == {"127.0.0.1"}
+
+
+def _keep(page: object, name: str) -> Path:
+    """A full-page screenshot kept as ``test-artifacts/NAME``, written whole under a name of its own first: the SQLite
+    and PostgreSQL runs of a test may run at once (pytest-xdist) and keep the same artefact."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    part = ARTIFACTS / f".{name}.{os.getpid()}"
+    page.screenshot(path=str(part), full_page=True, type="png")  # type: ignore[attr-defined]
+    os.replace(part, ARTIFACTS / name)
+    return ARTIFACTS / name
 
 
 def test_the_on_call_view_fits_a_phone(live: tuple[Service, str], browser: object) -> None:
@@ -153,8 +162,7 @@ def test_the_on_call_view_fits_a_phone(live: tuple[Service, str], browser: objec
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
     tier1 = [r for r in service.reports["agency-a"] if (a := service.store.assessments.get(r)) and a["tier"] == 1]
     assert page.locator("li.card").count() == len(tier1)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "oncall-phone.png"), full_page=True)
+    _keep(page, "oncall-phone.png")
 
 
 def test_a_page_form_without_the_csrf_token_changes_nothing(live: tuple[Service, str], browser: object) -> None:
