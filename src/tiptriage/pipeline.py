@@ -657,8 +657,8 @@ class _AssessRun:
         if self.per_report:  # left as it always ran: the baseline
             rows = _per_report_rows(self.store, part, self.now, self.policies, subject)
             return _Assessed(rows, lambda ids, lifts: _per_report_rows(self.store, ids, self.now, self.policies, _SubjectContext(self.facts, lifts)))
-        with _collector_paused():
-            return _stored_rows(self.store, self.facts, part, self.now, self.policies, self.result, ranged, subject)
+        # the cyclic collector is already paused around it: for the whole run (``assess``) or the worker's batch
+        return _stored_rows(self.store, self.facts, part, self.now, self.policies, self.result, ranged, subject)
 
     def compute(self, part: list[str], ranged: bool) -> _Computed:
         """A batch's assessments, the lift included, and what the writer needs to know around them; nothing written
@@ -736,8 +736,7 @@ class _AssessRun:
         if not lifts:
             return rows
         own = {r["report_id"]: r["own_tier"] for r in rows}
-        with _collector_paused():
-            again = {r["report_id"]: r for r in assessed.again(sorted(lifts), lifts)}
+        again = {r["report_id"]: r for r in assessed.again(sorted(lifts), lifts)}
         for rid, r in again.items():
             r["own_tier"] = own[rid]
         return [again.get(r["report_id"], r) for r in rows]
@@ -779,8 +778,8 @@ class _Assessed:
 @contextmanager
 def _collector_paused() -> Iterator[None]:
     """A batch makes a few million small acyclic objects; the cyclic collector's repeated scans of them cost about as
-    much as the assessment itself (measured), so it waits until the batch (or the run) is done. Nested uses leave it to
-    the outermost."""
+    much as the assessment itself (measured), so it waits until the run (or a worker's batch) is done. Nested uses leave
+    it to the outermost."""
     paused = gc.isenabled()
     gc.disable()
     try:

@@ -461,8 +461,8 @@ def create_app(store: Store, *, policy: AuthPolicy | None = None, clock: Callabl
                 return False
             args: tuple[Any, ...] = (limit, offset)
             handle = queue_in_thread
-        elif path.startswith("/api/reports/") and "/" not in path[len("/api/reports/"):] and len(path) > len("/api/reports/"):
-            args, handle = (path[len("/api/reports/"):],), report_in_thread
+        elif (report_id := path.removeprefix("/api/reports/")) != path and report_id and "/" not in report_id:
+            args, handle = (report_id,), report_in_thread
         else:
             return False
         request = Request(scope, receive)
