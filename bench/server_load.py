@@ -165,6 +165,17 @@ def _populate(url: str, subs: Path, n: int, users: int) -> tuple[dict[str, Any],
     return timings, ids, totp
 
 
+def _server_stack() -> dict[str, str]:
+    """What uvicorn runs the service on (its "auto" choices, as ``tiptriage serve`` gets them): the C HTTP parser and event
+    loop when installed (the service depends on both), else its pure-Python ones."""
+    from importlib.util import find_spec
+
+    import uvicorn
+
+    return {"uvicorn": uvicorn.__version__, "http": "httptools" if find_spec("httptools") else "h11",
+            "loop": "uvloop" if find_spec("uvloop") else "asyncio"}
+
+
 def _start_server(env: dict[str, str], port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "tiptriage.server.app:app_from_env", "--host", "127.0.0.1", "--port",
            str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
@@ -481,7 +492,7 @@ def main(n: int = 100_000) -> dict[str, Any]:
     results: dict[str, Any] = {
         "benchmark": "server_load", "reports": n, "clients": clients, "seconds": seconds, "server_workers": workers,
         "endpoints": {"queue": f"GET /api/queue?limit={PAGE}&offset=<random>", "report": "GET /api/reports/<random id>"},
-        "mix": "half and half, at random", "transport": "HTTP/1.1 keep-alive on loopback, no TLS", "target": TARGET,
+        "mix": "half and half, at random", "transport": "HTTP/1.1 keep-alive on loopback, no TLS", "server_stack": _server_stack(), "target": TARGET,
         "client": ("one keep-alive connection per client over asyncio streams (bench/server_load.py _Connection), not httpx: "
                    "httpx's AsyncClient cost 4.2 ms of CPU per request with 50 pooled connections, against about 0.1 ms; "
                    "the client's own CPU per request is in load.client_cpu_ms_per_request"),

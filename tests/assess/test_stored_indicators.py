@@ -211,3 +211,42 @@ def test_reassessment_writes_only_what_changed_and_keeps_what_it_replaced(triage
     assert pipeline.assess(store, now=NOW, only_stale=True).assessed == 0
     with store.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(assessment_history)).scalar_one() >= len(changed)
+
+
+def _reasons_and_fired(store: Store) -> dict[str, tuple[list[str], list[str]]]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(assessments.c.report_id, assessments.c.reasons, assessments.c.fired)).all()
+    return {rid: (json.loads(reasons), [f["reason"] for f in json.loads(fired)]) for rid, reasons, fired in rows}
+
+
+def test_the_stored_reasons_are_those_of_the_fired_rules_in_order(triaged: Store) -> None:
+    """What the queue shows of a report (``assessments.reasons``) is its fired rules' reasons, on both paths, under both
+    policies, after a subject lift, and in the queues that read it."""
+    store = triaged
+    for per_report in (True, False):
+        pipeline.assess(store, now=NOW + timedelta(days=3 if per_report else 4), per_report=per_report, trigger="test")
+        pairs = _reasons_and_fired(store)
+        assert len(pairs) == store.count_reports()
+        assert all(stored == fired for stored, fired in pairs.values()), [k for k, (s, f) in pairs.items() if s != f][:5]
+    assert sum(1 for s, _ in pairs.values() if len(s) > 1) > 10  # most reports have several reasons, in policy order
+    with store.engine.connect() as conn:
+        lifted = conn.execute(sa.select(assessments.c.report_id).where(assessments.c.own_tier != assessments.c.tier)).scalars().all()
+    assert lifted and all(pairs[rid][0] for rid in lifted), "lifted reports keep the lift's reason"
+    top = store.assessments.queue(limit=50)
+    assert [r["reasons"] for r in top] == [pairs[r["report_id"]][1] for r in top]
+
+
+def test_the_migration_fills_the_reasons_of_assessments_already_there(triaged: Store, db_url: str) -> None:
+    from alembic import command
+
+    from tiptriage.store.db import _alembic_config, migrate
+
+    store = triaged
+    before = _reasons_and_fired(store)
+    with store.engine.begin() as conn:
+        command.downgrade(_alembic_config(conn), "0014")  # as a database written before the column was
+        assert "reasons" not in {c["name"] for c in sa.inspect(conn).get_columns("assessments")}
+    store.dispose()
+    migrate(store.engine)
+    after = _reasons_and_fired(store)
+    assert after == before and all(s == f for s, f in after.values())

@@ -44,6 +44,7 @@ from tiptriage.assess.policy import (
     evaluate,
     evaluate_columns,
     fired_reads,
+    reasons_json,
     rule_supports,
 )
 
@@ -71,10 +72,11 @@ class Policies:
         return c.version, c.agency
 
 
-def row(report_id: str, tier: int, score: int, choice: PolicyChoice, fired: str, indicators: str, now: datetime) -> dict[str, Any]:
+def row(report_id: str, tier: int, score: int, choice: PolicyChoice, fired: str, reasons: str, indicators: str, now: datetime) -> dict[str, Any]:
     """An ``assessments`` row; ``own_tier`` is the tier until a linked report's tier lifts it (``pipeline.assess``)."""
     return {"report_id": report_id, "tier": tier, "score": score, "policy_name": choice.policy.name, "policy_version": choice.version,
-            "fired": fired, "indicators": indicators, "assessed_at": now, "policy_agency": choice.agency, "own_tier": tier}
+            "fired": fired, "reasons": reasons, "indicators": indicators, "assessed_at": now, "policy_agency": choice.agency,
+            "own_tier": tier}
 
 
 def context_digest(reads: Sequence[str], values: Mapping[str, tuple[Value, Sequence[str]]]) -> str | None:
@@ -221,7 +223,8 @@ def assess_report(report_id: str, indicators: Mapping[str, Indicator], choice: P
     index = {r.id: i for i, r in enumerate(choice.policy.rules)}
     context = {k: (v.value, v.evidence) for k, v in indicators.items() if k in CONTEXT_INDICATORS}
     fired = [(index[f.rule_id], tuple(f.indicators), context_digest(tuple(f.indicators), context)) for f in a.fired]
-    return row(report_id, a.tier, a.score, choice, compact_fired_json(choice.policy, fired), context_json(context), now)
+    return row(report_id, a.tier, a.score, choice, compact_fired_json(choice.policy, fired),
+               reasons_json(choice.policy, [i for i, _, _ in fired]), context_json(context), now)
 
 
 class _Presence:
@@ -357,8 +360,9 @@ def assess_stored(
         masks = presence.masks[idx].tolist()
         for k, j in enumerate(members):
             dyn = dynamic[j]
-            reads = reads_of(rule_lists[bounds[k] : bounds[k + 1]], masks[k], partial(_ReportValues, plain, dyn, j))
+            fired_rules = rule_lists[bounds[k] : bounds[k + 1]]
+            reads = reads_of(fired_rules, masks[k], partial(_ReportValues, plain, dyn, j))
             digests = _Digests(dyn)
             fired_text = compact_fired_json(policy, [(i, names, digests.of(names)) for i, names in reads])
-            rows[j] = row(ids[j], int(tiers[k]), int(scores[k]), choice, fired_text, context_json(dyn), now)
+            rows[j] = row(ids[j], int(tiers[k]), int(scores[k]), choice, fired_text, reasons_json(policy, fired_rules), context_json(dyn), now)
     return [r for r in rows if r is not None]

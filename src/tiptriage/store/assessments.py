@@ -118,25 +118,22 @@ class AssessmentRepository:
             if r is None:
                 return None
             fired, held = expand(r["fired"], r["indicators"], r["static_json"])
-            return {**{k: v for k, v in r.items() if k != "static_json"}, "fired": fired, "indicators": held}
+            return {**{k: v for k, v in r.items() if k != "static_json"}, "fired": fired, "reasons": json.loads(r["reasons"]),
+                    "indicators": held}
 
     def queue(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
         """Most urgent first: tier, then score, then the oldest report first."""
         with self.engine.connect() as conn:
             q = (
                 sa.select(assessments.c.report_id, assessments.c.tier, assessments.c.score, assessments.c.policy_version,
-                          assessments.c.fired, reports.c.incident_type, reports.c.received_at, reports.c.provider)
+                          assessments.c.fired, assessments.c.reasons, reports.c.incident_type, reports.c.received_at, reports.c.provider)
                 .select_from(assessments.join(reports, reports.c.id == assessments.c.report_id))
                 .order_by(assessments.c.tier, assessments.c.score.desc(), reports.c.received_at, reports.c.id)
                 .offset(offset)
             )
             if limit is not None:
                 q = q.limit(limit)
-            rows = []
-            for r in conn.execute(q).mappings():
-                fired = json.loads(r["fired"])
-                rows.append({**dict(r), "fired": fired, "reasons": [f["reason"] for f in fired]})
-            return rows
+            return [{**dict(r), "fired": json.loads(r["fired"]), "reasons": json.loads(r["reasons"])} for r in conn.execute(q).mappings()]
 
     def tier_counts(self) -> dict[int, int]:
         with self.engine.connect() as conn:

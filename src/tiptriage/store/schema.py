@@ -315,6 +315,9 @@ assessments = sa.Table(
     # JSON: the rules that fired, each with the indicators it read and a digest of their context evidence; the evidence
     # and values are written back on reading (store.indicators.expand). Rows written before that hold them whole.
     sa.Column("fired", sa.Text, nullable=False),
+    # JSON: the reasons of the rules in ``fired``, in order (assess.policy.reasons_json): what a queue shows, read without
+    # parsing the rules (migration 0015)
+    sa.Column("reasons", sa.Text, nullable=False, server_default="[]"),
     # JSON: the context indicators with their evidence; the static ones are the report's (report_indicators.static_json)
     sa.Column("indicators", sa.Text, nullable=False),
     sa.Column("assessed_at", sa.DateTime(timezone=True), nullable=False),

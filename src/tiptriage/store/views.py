@@ -59,21 +59,18 @@ class ServiceViews:
                 ids, total = access_row_page(conn, agency_id, tier=tier, open_only=state == "open", limit=limit, offset=offset)
             else:
                 total = int(conn.execute(sa.select(sa.func.count()).select_from(joined).where(*where)).scalar_one())
-                # the order on narrow columns, then the wide ones (the fired rules) for the page's rows only
+                # the order on narrow columns, then the page's rows whole
                 order = (sa.select(assessments.c.report_id).select_from(joined).where(*where)
                          .order_by(assessments.c.tier, assessments.c.score.desc(), reports.c.received_at, reports.c.id)
                          .limit(limit).offset(offset))
                 ids = [str(r[0]) for r in conn.execute(order)]
-            q = (sa.select(assessments.c.report_id, assessments.c.tier, assessments.c.score, assessments.c.fired, reports.c.incident_type,
+            q = (sa.select(assessments.c.report_id, assessments.c.tier, assessments.c.score, assessments.c.reasons, reports.c.incident_type,
                            reports.c.received_at, report_agency.c.via, cases.c.id.label("case_id"), cases.c.state, cases.c.assignee,
                            cases.c.due_at)
                  .select_from(joined).where(assessments.c.report_id.in_(ids)))
             found = {r["report_id"]: {**dict(r), "received_at": aware(r["received_at"]), "due_at": aware(r["due_at"]),
-                                      "reasons": [f["reason"] for f in from_json(r["fired"])]} for r in conn.execute(q).mappings()} if ids else {}
-        rows = [found[i] for i in ids if i in found]
-        for r in rows:
-            del r["fired"]
-        return rows, total
+                                      "reasons": from_json(r["reasons"])} for r in conn.execute(q).mappings()} if ids else {}
+        return [found[i] for i in ids if i in found], total
 
     def hidden_among(self, agency_id: str, candidates: set[str]) -> set[str]:
         """Which of ``candidates`` are ids of stored reports the agency may not see.

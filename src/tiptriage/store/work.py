@@ -173,7 +173,7 @@ class WorkRepository:
         """An agency's cases, most urgent first (tier, score, oldest), with the SLA clock."""
         with self.engine.connect() as conn:
             q = (
-                sa.select(cases, assessments.c.tier, assessments.c.score, assessments.c.fired, reports.c.incident_type, reports.c.received_at)
+                sa.select(cases, assessments.c.tier, assessments.c.score, assessments.c.reasons, reports.c.incident_type, reports.c.received_at)
                 .select_from(cases.join(assessments, assessments.c.report_id == cases.c.report_id).join(reports, reports.c.id == cases.c.report_id))
                 .order_by(assessments.c.tier, assessments.c.score.desc(), reports.c.received_at, cases.c.id)
             )
@@ -183,7 +183,7 @@ class WorkRepository:
                 q = q.where(cases.c.state != "closed")
             if limit is not None:
                 q = q.limit(limit)
-            return [{**self._open_case(r), "due_at": _aware(r["due_at"]), "reasons": [f["reason"] for f in json.loads(r["fired"])]}
+            return [{**self._open_case(r), "due_at": _aware(r["due_at"]), "reasons": json.loads(r["reasons"])}
                     for r in conn.execute(q).mappings()]
 
     def open_count(self, agency_id: str | None) -> int:
