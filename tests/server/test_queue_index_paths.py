@@ -92,3 +92,19 @@ def test_a_closed_case_leaves_the_open_work_list_and_its_count(service: Service)
     assert [r["report_id"] for r in closed_rows] == [closing] and closed_total == 1
     rows, total = views.work_list(AGENCY, state="new", limit=100)  # every other case of the agency is still new
     assert [r["report_id"] for r in rows] == still_open and total == len(still_open)
+
+
+def test_the_work_list_search_finds_a_report_by_a_word_of_its_reasons_only(service: Service) -> None:
+    views = ServiceViews(service.store.engine)
+    mine = service.reports[AGENCY]
+    some = next(rid for rid in mine if (service.store.assessments.get(rid) or {}).get("fired"))
+    a = service.store.assessments.get(some)
+    assert a is not None
+    reason, source = a["fired"][0]["reason"], a["fired"][0]["source"]
+    rows, total = views.work_list(AGENCY, search=reason, limit=100)
+    assert some in [r["report_id"] for r in rows] and total == len(rows)
+    assert all(reason in r["reasons"] for r in rows)  # every hit shows the reason searched for
+    # the rule's source is not a reason: a phrase found only there finds nothing
+    only_in_source = next(w for w in source.split() if len(w) > 3 and all(w not in r for x in mine
+                                                                            for r in (service.store.assessments.get(x) or {}).get("reasons", [])))
+    assert views.work_list(AGENCY, search=only_in_source, limit=100) == ([], 0)

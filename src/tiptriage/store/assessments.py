@@ -122,18 +122,19 @@ class AssessmentRepository:
                     "indicators": held}
 
     def queue(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
-        """Most urgent first: tier, then score, then the oldest report first."""
+        """Most urgent first: tier, then score, then the oldest report first; each with its reasons (``explain`` and ``get``
+        give the fired rules with their evidence)."""
         with self.engine.connect() as conn:
             q = (
                 sa.select(assessments.c.report_id, assessments.c.tier, assessments.c.score, assessments.c.policy_version,
-                          assessments.c.fired, assessments.c.reasons, reports.c.incident_type, reports.c.received_at, reports.c.provider)
+                          assessments.c.reasons, reports.c.incident_type, reports.c.received_at, reports.c.provider)
                 .select_from(assessments.join(reports, reports.c.id == assessments.c.report_id))
                 .order_by(assessments.c.tier, assessments.c.score.desc(), reports.c.received_at, reports.c.id)
                 .offset(offset)
             )
             if limit is not None:
                 q = q.limit(limit)
-            return [{**dict(r), "fired": json.loads(r["fired"]), "reasons": json.loads(r["reasons"])} for r in conn.execute(q).mappings()]
+            return [{**dict(r), "reasons": json.loads(r["reasons"])} for r in conn.execute(q).mappings()]
 
     def tier_counts(self) -> dict[int, int]:
         with self.engine.connect() as conn:

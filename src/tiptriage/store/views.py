@@ -53,7 +53,7 @@ class ServiceViews:
         if search and search.strip():
             pattern = _like(search.strip())
             where.append(sa.or_(assessments.c.report_id.like(pattern, escape="\\"), reports.c.incident_type.like(pattern, escape="\\"),
-                                assessments.c.fired.like(pattern, escape="\\"), cases.c.id.like(pattern, escape="\\")))
+                                assessments.c.reasons.like(pattern, escape="\\"), cases.c.id.like(pattern, escape="\\")))
         with self.engine.connect() as conn:
             if state in (None, "open") and not assignee and not (search and search.strip()):
                 ids, total = access_row_page(conn, agency_id, tier=tier, open_only=state == "open", limit=limit, offset=offset)
